@@ -1,0 +1,267 @@
+"""PortOne V1 (`api.iamport.kr`) implementation of the CertificationProvider port.
+
+Foreign things (httpx responses and exceptions, PortOne's JSON shapes and spellings) stop here: the
+domain receives a `Certification` or a domain error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+import msgspec
+import structlog
+
+from idgate.domain import (
+    Carrier,
+    Certification,
+    CertificationNotFound,
+    Gender,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from idgate.domain.age import SEOUL
+from idgate.domain.services import validate_imp_uid
+
+log = structlog.get_logger("idgate.portone")
+
+T = TypeVar("T")
+
+_CARRIERS = {
+    "SKT": Carrier.SKT,
+    "KT": Carrier.KT,
+    "LGT": Carrier.LGU,
+    "SKT_MVNO": Carrier.SKT_MVNO,
+    "KT_MVNO": Carrier.KT_MVNO,
+    "LGT_MVNO": Carrier.LGU_MVNO,
+}
+_GENDERS = {"male": Gender.MALE, "female": Gender.FEMALE}
+
+
+class _Envelope(msgspec.Struct, Generic[T]):
+    code: int
+    message: str | None = None
+    response: T | None = None
+
+
+class _TokenPayload(msgspec.Struct):
+    access_token: str
+    now: int
+    expired_at: int
+
+
+class _CertificationPayload(msgspec.Struct):
+    imp_uid: str
+    merchant_uid: str | None = None
+    pg_provider: str | None = None
+    name: str | None = None
+    gender: str | None = None
+    birthday: str | None = None
+    birth: int | None = None
+    foreigner: bool | None = None
+    foreigner_v2: bool | msgspec.UnsetType | None = msgspec.UNSET
+    phone: str | None = None
+    carrier: str | None = None
+    certified: bool = False
+    certified_at: int | None = None
+    unique_key: str | None = None
+    unique_in_site: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortOneV1Credentials:
+    imp_key: str
+    imp_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "PortOneV1Credentials(imp_key=<set>, imp_secret=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 3
+    backoff_seconds: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        # Full jitter keeps many workers from retrying in lockstep; not a security use of random.
+        return self.backoff_seconds * (1 << attempt) * random.uniform(0.5, 1.5)  # noqa: S311
+
+
+@dataclass(slots=True)
+class _Token:
+    value: str = field(repr=False)
+    expires_at_monotonic: float
+
+    def remaining(self) -> float:
+        return self.expires_at_monotonic - time.monotonic()
+
+
+class PortOneV1Provider:
+    """Fetches certifications with a cached access token (one getToken per token lifetime)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        credentials: PortOneV1Credentials,
+        *,
+        retry: RetryPolicy | None = None,
+        refresh_margin_seconds: float = 60.0,
+    ) -> None:
+        self._client = client
+        self._credentials = credentials
+        self._retry = retry or RetryPolicy()
+        self._refresh_margin = refresh_margin_seconds
+        self._token: _Token | None = None
+        self._token_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PortOneV1Provider(base_url={str(self._client.base_url)!r})"
+
+    async def fetch_certification(self, imp_uid: str) -> Certification:
+        validate_imp_uid(imp_uid)  # never let a crafted id shape the upstream URL
+        path = f"/certifications/{quote(imp_uid, safe='')}"
+        token = await self._access_token()
+        response = await self._send("GET", path, token=token)
+        if response.status_code == 401:
+            # The token may have expired between our check and PortOne's; refresh once, retry once.
+            token = await self._access_token(rejected=token)
+            response = await self._send("GET", path, token=token)
+        if response.status_code == 404:
+            raise CertificationNotFound(
+                "PortOne has no certification with this imp_uid; check that the frontend sends the imp_uid "
+                "from the verification callback of this merchant account."
+            )
+        envelope = self._decode(response, _CertificationPayload)
+        payload = envelope.response
+        if payload is None or payload.imp_uid != imp_uid:
+            raise ProviderUnavailable("PortOne answered for a different or missing imp_uid.")
+        return _to_certification(payload)
+
+    async def check_credentials(self) -> None:
+        """Fetch (or reuse) a token: proves the URL and credentials work. Used by readiness checks."""
+        await self._access_token()
+
+    async def _access_token(self, *, rejected: str | None = None) -> str:
+        token = self._token
+        if token is not None and token.value != rejected and token.remaining() > self._refresh_margin:
+            return token.value
+        async with self._token_lock:
+            token = self._token  # another task may have refreshed it while we waited
+            if token is None or token.value == rejected or token.remaining() <= self._refresh_margin:
+                token = self._token = await self._fetch_token()
+            return token.value
+
+    async def _fetch_token(self) -> _Token:
+        response = await self._send(
+            "POST",
+            "/users/getToken",
+            json={"imp_key": self._credentials.imp_key, "imp_secret": self._credentials.imp_secret},
+        )
+        if response.status_code == 401:
+            raise ProviderUnavailable(
+                "PortOne rejected the imp_key/imp_secret; set IDGATE_PORTONE_IMP_KEY and "
+                "IDGATE_PORTONE_IMP_SECRET (or [portone] in idgate.toml) to the V1 API keys from the console."
+            )
+        payload = self._decode(response, _TokenPayload).response
+        if payload is None:
+            raise ProviderUnavailable("PortOne's token response carried no token.")
+        # Trust the server's own clock for the lifetime: ours may be skewed.
+        lifetime = payload.expired_at - payload.now
+        log.info("portone_token_issued", lifetime_seconds=lifetime)
+        return _Token(payload.access_token, time.monotonic() + lifetime)
+
+    async def _send(
+        self, method: str, path: str, *, token: str | None = None, json: object = None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        last_problem = ""
+        for attempt in range(self._retry.attempts):
+            if attempt:
+                await asyncio.sleep(self._retry.delay(attempt - 1))
+            try:
+                response = await self._client.request(method, path, headers=headers, json=json)
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout):
+                    last_problem = "connect timeout"
+                    continue
+                raise ProviderTimeout(
+                    "PortOne did not answer in time; try again shortly (the timeout is [portone] read_timeout)."
+                ) from exc
+            except httpx.TransportError as exc:
+                last_problem = type(exc).__name__
+                log.warning("portone_retry", path=_route(path), attempt=attempt + 1, problem=last_problem)
+                continue
+            if response.status_code >= 500:
+                last_problem = f"HTTP {response.status_code}"
+                log.warning("portone_retry", path=_route(path), attempt=attempt + 1, problem=last_problem)
+                continue
+            return response
+        raise ProviderUnavailable(
+            f"PortOne is unavailable ({last_problem} after {self._retry.attempts} attempts); try again later."
+        )
+
+    @staticmethod
+    def _decode(response: httpx.Response, payload_type: type[T]) -> _Envelope[T]:
+        if response.status_code != 200:
+            raise ProviderUnavailable(f"PortOne answered HTTP {response.status_code} unexpectedly.")
+        try:
+            envelope = msgspec.json.decode(response.content, type=_Envelope[payload_type])  # type: ignore[valid-type]
+        except msgspec.DecodeError as exc:
+            raise ProviderUnavailable("PortOne sent a malformed response (not the expected JSON).") from exc
+        if envelope.code != 0:
+            raise ProviderUnavailable(f"PortOne reported an error (code {envelope.code}).")
+        return envelope
+
+
+def _route(path: str) -> str:
+    """The path with ids removed, so log lines group by endpoint and carry no identifiers."""
+    return re.sub(r"/imp_[^/]*", "/{imp_uid}", path)
+
+
+def _to_certification(p: _CertificationPayload) -> Certification:
+    try:
+        birth_date = _birth_date(p)
+        phone = re.sub(r"\D", "", p.phone) if p.phone else None
+        return Certification(
+            imp_uid=p.imp_uid,
+            merchant_uid=p.merchant_uid,
+            provider=p.pg_provider or "unknown",
+            name=p.name or "",
+            gender=_GENDERS.get(p.gender or ""),
+            birth_date=birth_date,
+            phone=phone or None,
+            carrier=_CARRIERS.get(p.carrier or ""),
+            is_foreigner=_is_foreigner(p),
+            ci=p.unique_key or None,
+            di=p.unique_in_site or None,
+            certified=p.certified,
+            certified_at=datetime.fromtimestamp(p.certified_at or 0, UTC),
+            origin=p.origin,
+        )
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ProviderUnavailable("PortOne sent a certification with invalid fields.") from exc
+
+
+def _birth_date(p: _CertificationPayload) -> date:
+    if p.birthday:
+        return date.fromisoformat(p.birthday)
+    if p.birth is not None:
+        # The legacy field is unix seconds of 00:00 KST on the birth date.
+        return datetime.fromtimestamp(p.birth, SEOUL).date()
+    raise ValueError("no birth date")
+
+
+def _is_foreigner(p: _CertificationPayload) -> bool | None:
+    # foreigner_v2 is null when the merchant has no foreigner-flag contract (Danal), where the plain
+    # `foreigner` is always false and therefore meaningless.
+    if p.foreigner_v2 is not msgspec.UNSET:
+        return p.foreigner_v2
+    return p.foreigner

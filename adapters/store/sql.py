@@ -1,0 +1,215 @@
+"""SQL implementation of the VerificationStore port (SQLite now; the schema is portable to PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+import structlog
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from idgate.domain import (
+    Certification,
+    CertificationAlreadyUsed,
+    ConfigurationError,
+    Outcome,
+    PolicyDecision,
+    PolicyResult,
+    PreparedRequest,
+    StoreUnavailable,
+    Verdict,
+)
+
+from .tables import ConsumedCertificationRow, DecisionRow, PreparedRequestRow
+
+log = structlog.get_logger("idgate.store")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for `url`; SQLite files get WAL, a busy timeout and their directory created."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            "database url is not a valid SQLAlchemy URL; use e.g. sqlite+aiosqlite:///.idgate/idgate.db"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@contextlib.asynccontextmanager
+async def _translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except (DBAPIError, OSError) as exc:
+        # The driver's message can contain SQL parameters; only the type is logged.
+        log.error("store_error", error_type=type(exc).__name__)
+        raise StoreUnavailable("the database is unavailable; check [database] url and try again.") from exc
+
+
+class SqlVerificationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create_schema(self) -> None:
+        async with _translated_errors(), self._engine.begin() as connection:
+            await connection.run_sync(SQLModel.metadata.create_all)
+
+    async def ping(self) -> None:
+        async with _translated_errors(), self._engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    def _session(self) -> AsyncSession:
+        return AsyncSession(self._engine, expire_on_commit=False)
+
+    async def save_prepared_request(self, request: PreparedRequest) -> None:
+        async with _translated_errors(), self._session() as session:
+            session.add(
+                PreparedRequestRow(
+                    merchant_uid=request.merchant_uid,
+                    subject=request.subject,
+                    created_at=request.created_at,
+                    expires_at=request.expires_at,
+                )
+            )
+            await session.commit()
+
+    async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
+        async with _translated_errors(), self._session() as session:
+            row = await session.get(PreparedRequestRow, merchant_uid)
+        if row is None or row.used_at is not None:
+            return None
+        return PreparedRequest(
+            merchant_uid=row.merchant_uid,
+            subject=row.subject,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    async def is_consumed(self, imp_uid: str) -> bool:
+        async with _translated_errors(), self._session() as session:
+            return await session.get(ConsumedCertificationRow, imp_uid) is not None
+
+    async def record_verification(
+        self,
+        *,
+        decision: PolicyDecision,
+        certification: Certification,
+        prepared_merchant_uid: str | None,
+    ) -> None:
+        async with _translated_errors(), self._session() as session:
+            try:
+                # The consumption row goes first: its primary key is the lock that makes a second,
+                # concurrent verification of the same imp_uid fail before anything else is written.
+                session.add(
+                    ConsumedCertificationRow(
+                        imp_uid=decision.imp_uid,
+                        decision_id=decision.decision_id,
+                        consumed_at=decision.decided_at,
+                    )
+                )
+                await session.flush()
+                if prepared_merchant_uid is not None:
+                    await self._use_prepared(session, prepared_merchant_uid, decision.decided_at)
+                session.add(_decision_row(decision))
+                await session.commit()
+            except IntegrityError as exc:
+                await session.rollback()
+                raise CertificationAlreadyUsed(
+                    "this imp_uid was already used for a decision; start a new verification in the browser."
+                ) from exc
+
+    @staticmethod
+    async def _use_prepared(session: AsyncSession, merchant_uid: str, at: datetime) -> None:
+        used = await session.exec(
+            sa.update(PreparedRequestRow)
+            .where(col(PreparedRequestRow.merchant_uid) == merchant_uid)
+            .where(col(PreparedRequestRow.used_at).is_(None))
+            .values(used_at=at)
+        )
+        if used.rowcount != 1:
+            await session.rollback()
+            raise CertificationAlreadyUsed(
+                "this merchant_uid was already used by another verification; prepare a new one."
+            )
+
+    async def get_decision(self, decision_id: str) -> PolicyDecision | None:
+        async with _translated_errors(), self._session() as session:
+            row = (
+                await session.exec(select(DecisionRow).where(DecisionRow.decision_id == decision_id))
+            ).first()
+        return None if row is None else _decision_from_row(row)
+
+
+class _ResultRecord(msgspec.Struct, frozen=True):
+    policy: str
+    version: str
+    outcome: str
+    code: str
+    message: str
+    enforced: bool
+
+
+def _decision_row(decision: PolicyDecision) -> DecisionRow:
+    results = [
+        _ResultRecord(r.policy, r.version, r.outcome.value, r.code, r.message, r.enforced)
+        for r in decision.results
+    ]
+    return DecisionRow(
+        decision_id=decision.decision_id,
+        imp_uid=decision.imp_uid,
+        subject=decision.subject,
+        provider=decision.provider,
+        verdict=decision.verdict.value,
+        results=msgspec.json.encode(results).decode(),
+        policy_set=decision.policy_set,
+        decided_at=decision.decided_at,
+    )
+
+
+def _decision_from_row(row: DecisionRow) -> PolicyDecision:
+    records = msgspec.json.decode(row.results, type=list[_ResultRecord])
+    return PolicyDecision(
+        decision_id=row.decision_id,
+        imp_uid=row.imp_uid,
+        subject=row.subject,
+        verdict=Verdict(row.verdict),
+        results=tuple(
+            PolicyResult(
+                policy=r.policy,
+                version=r.version,
+                outcome=Outcome(r.outcome),
+                code=r.code,
+                message=r.message,
+                enforced=r.enforced,
+            )
+            for r in records
+        ),
+        decided_at=row.decided_at,
+        policy_set=row.policy_set,
+        provider=row.provider,
+    )

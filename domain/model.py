@@ -1,0 +1,132 @@
+"""Value objects of the verification domain: what PortOne certified, and what idgate decided."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+class Gender(enum.StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+
+
+class Carrier(enum.StrEnum):
+    """Mobile carriers as the domain names them; adapters translate PortOne's spellings (V1 `LGT`)."""
+
+    SKT = "SKT"
+    KT = "KT"
+    LGU = "LGU"
+    SKT_MVNO = "SKT_MVNO"
+    KT_MVNO = "KT_MVNO"
+    LGU_MVNO = "LGU_MVNO"
+
+    @property
+    def is_mvno(self) -> bool:
+        return self.name.endswith("_MVNO")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Certification:
+    """One finished (or unfinished) identity verification, as reported by PortOne.
+
+    `ci` is the person's cross-site unique key (absent for some Kakao certificates), `di` the
+    per-merchant duplicate-check key (absent for KG이니시스 통합인증). `is_foreigner` is None when the
+    provider does not know. `phone` holds digits only, and is None unless the carrier approved it.
+    """
+
+    imp_uid: str
+    merchant_uid: str | None
+    provider: str
+    name: str
+    gender: Gender | None
+    birth_date: date
+    phone: str | None
+    carrier: Carrier | None
+    is_foreigner: bool | None
+    ci: str | None
+    di: str | None
+    certified: bool
+    certified_at: datetime
+    origin: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.certified_at.tzinfo is None:
+            raise ValueError("certified_at must be timezone-aware")
+        if self.phone is not None and not self.phone.isdigit():
+            raise ValueError("phone must hold digits only")
+
+    def __repr__(self) -> str:
+        # A repr ends up in logs and tracebacks; it must not carry the person's identity.
+        return (
+            f"Certification(imp_uid={self.imp_uid!r}, provider={self.provider!r}, certified={self.certified})"
+        )
+
+
+class Outcome(enum.StrEnum):
+    """What one policy concluded. `abstain` means "no opinion"; `error` means the policy failed."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    REVIEW = "review"
+    ABSTAIN = "abstain"
+    ERROR = "error"
+
+
+class Verdict(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    REVIEW = "review"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ruling:
+    """What a policy returns: its outcome plus a stable machine code and a human message."""
+
+    outcome: Outcome
+    code: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyResult:
+    """A ruling attributed to the policy (and version) that made it; `enforced` is False in shadow mode."""
+
+    policy: str
+    version: str
+    outcome: Outcome
+    code: str
+    message: str
+    enforced: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyDecision:
+    decision_id: str
+    imp_uid: str
+    subject: str | None
+    verdict: Verdict
+    results: tuple[PolicyResult, ...]
+    decided_at: datetime
+    policy_set: str
+    provider: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedRequest:
+    """A merchant_uid idgate issued before the verification window opened, bound to a subject."""
+
+    merchant_uid: str
+    subject: str | None
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyContext:
+    """Everything a policy may consider besides the certification itself."""
+
+    subject: str | None
+    now: datetime
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,165 @@
+"""Use cases. Plain async functions that take their collaborators (ports) as keyword arguments."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .decisions import combine, new_decision_id
+from .errors import (
+    CertificationAlreadyUsed,
+    CertificationExpired,
+    CertificationNotCompleted,
+    InvalidCertificationId,
+    InvalidRequest,
+    MerchantMismatch,
+    MerchantUidRequired,
+    PreparedRequestInvalid,
+)
+from .model import PolicyContext, PolicyDecision, PreparedRequest
+from .ports import CertificationProvider, Clock, PolicyEvaluator, VerificationStore
+
+# PortOne V1 ids are `imp_` followed by digits; 32 characters is generous and keeps log lines short.
+_IMP_UID = re.compile(r"imp_[0-9]{1,28}")
+_SUBJECT = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_MERCHANT_UID = re.compile(r"[A-Za-z0-9._:-]{1,80}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerificationRules:
+    """How strict verification is. Built from configuration by the composition root."""
+
+    require_prepare: bool = True
+    prepare_ttl: timedelta = timedelta(minutes=15)
+    max_certification_age: timedelta = timedelta(minutes=30)
+
+
+def validate_imp_uid(imp_uid: str) -> str:
+    if not _IMP_UID.fullmatch(imp_uid):
+        raise InvalidCertificationId(
+            "imp_uid must be 'imp_' followed by digits (at most 32 characters), as PortOne returns it "
+            "to the browser; pass the value from the verification callback unchanged."
+        )
+    return imp_uid
+
+
+def validate_subject(subject: str | None) -> str | None:
+    if subject is not None and not _SUBJECT.fullmatch(subject):
+        raise InvalidRequest(
+            "subject must be 1-128 characters of letters, digits and . _ : @ - "
+            "(use your account id, not a name or phone number)."
+        )
+    return subject
+
+
+def validate_merchant_uid(merchant_uid: str | None) -> str | None:
+    if merchant_uid is not None and not _MERCHANT_UID.fullmatch(merchant_uid):
+        raise InvalidRequest(
+            "merchant_uid must be 1-80 characters of letters, digits and . _ : - ; "
+            "use the value POST /certifications/prepare returned."
+        )
+    return merchant_uid
+
+
+async def prepare(
+    *, subject: str | None, store: VerificationStore, clock: Clock, rules: VerificationRules
+) -> PreparedRequest:
+    """Issue a single-use merchant_uid for the verification window, bound to the subject."""
+    subject = validate_subject(subject)
+    now = clock.now()
+    request = PreparedRequest(
+        merchant_uid=f"idg_{secrets.token_hex(12)}",
+        subject=subject,
+        created_at=now,
+        expires_at=now + rules.prepare_ttl,
+    )
+    await store.save_prepared_request(request)
+    return request
+
+
+async def verify(
+    *,
+    imp_uid: str,
+    merchant_uid: str | None,
+    subject: str | None,
+    provider: CertificationProvider,
+    store: VerificationStore,
+    policies: PolicyEvaluator,
+    clock: Clock,
+    rules: VerificationRules,
+) -> PolicyDecision:
+    """Turn an imp_uid from the browser into a recorded decision.
+
+    Cheap checks that need no network come first, so a malformed or replayed id never reaches PortOne.
+    """
+    validate_imp_uid(imp_uid)
+    validate_subject(subject)
+    validate_merchant_uid(merchant_uid)
+
+    if rules.require_prepare:
+        subject = await _check_prepared(merchant_uid, subject, store=store, clock=clock)
+    if await store.is_consumed(imp_uid):
+        raise CertificationAlreadyUsed(
+            "this imp_uid was already used for a decision; start a new verification in the browser."
+        )
+
+    certification = await provider.fetch_certification(imp_uid)
+
+    if not certification.certified:
+        raise CertificationNotCompleted(
+            "the user has not finished this verification (certified is false); ask them to complete it."
+        )
+    if merchant_uid is not None and certification.merchant_uid != merchant_uid:
+        raise MerchantMismatch(
+            "the merchant_uid PortOne recorded for this imp_uid differs from the one sent; pass the "
+            "merchant_uid from POST /certifications/prepare to IMP.certification(...) and send that "
+            "same value with the imp_uid."
+        )
+    now = clock.now()
+    if now - certification.certified_at > rules.max_certification_age:
+        raise CertificationExpired("this verification is too old to be used; ask the user to verify again.")
+
+    results = tuple(await policies.evaluate(certification, PolicyContext(subject=subject, now=now)))
+    decision = PolicyDecision(
+        decision_id=new_decision_id(now),
+        imp_uid=imp_uid,
+        subject=subject,
+        verdict=combine(results),
+        results=results,
+        decided_at=now,
+        policy_set=policies.policy_set,
+        provider=certification.provider,
+    )
+    await store.record_verification(
+        decision=decision,
+        certification=certification,
+        prepared_merchant_uid=merchant_uid if rules.require_prepare else None,
+    )
+    return decision
+
+
+async def _check_prepared(
+    merchant_uid: str | None, subject: str | None, *, store: VerificationStore, clock: Clock
+) -> str | None:
+    if merchant_uid is None:
+        raise MerchantUidRequired(
+            "merchant_uid is required: call POST /certifications/prepare first, pass its merchant_uid "
+            "to IMP.certification({merchant_uid, ...}) and send it back here together with the imp_uid."
+        )
+    prepared = await store.find_prepared_request(merchant_uid)
+    if prepared is None:
+        raise PreparedRequestInvalid(
+            "this merchant_uid was not issued by POST /certifications/prepare or was already used; "
+            "prepare a new one for each verification."
+        )
+    if clock.now() >= prepared.expires_at:
+        raise PreparedRequestInvalid(
+            "this merchant_uid has expired; call POST /certifications/prepare again and restart the verification."
+        )
+    if subject is not None and prepared.subject is not None and subject != prepared.subject:
+        raise MerchantMismatch(
+            "this merchant_uid was prepared for a different subject; prepare one for this subject."
+        )
+    return subject if subject is not None else prepared.subject

@@ -1,0 +1,120 @@
+"""The composition root: the one place that knows every concrete class and wires them to the ports.
+
+Nothing is built at import time. Production, the CLI and tests all call `running(settings, ...)`;
+tests pass fakes for any port they want to replace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib.metadata import EntryPoint
+
+import httpx
+
+from idgate.adapters.clock import SystemClock
+from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
+from idgate.adapters.store import SqlVerificationStore, create_engine
+from idgate.domain import (
+    CertificationProvider,
+    Clock,
+    ConfigurationError,
+    PolicyEvaluator,
+    VerificationStore,
+)
+from idgate.domain.services import VerificationRules
+from idgate.policies.engine import (
+    PluginPolicyEvaluator,
+    configure,
+    load_catalog,
+    new_plugin_manager,
+)
+
+from .settings import Settings
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Container:
+    settings: Settings
+    provider: CertificationProvider
+    store: VerificationStore
+    policies: PolicyEvaluator
+    clock: Clock
+    rules: VerificationRules
+    readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+
+
+def require_credentials(settings: Settings) -> None:
+    if not (settings.portone.imp_key and settings.portone.imp_secret):
+        raise ConfigurationError(
+            "PortOne credentials are not set: set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET "
+            "(or imp_key/imp_secret under [portone] in idgate.toml). To try idgate without PortOne, "
+            "run `idgate demo`: it runs everything against the built-in sandbox."
+        )
+
+
+def verification_rules(settings: Settings) -> VerificationRules:
+    v = settings.verification
+    return VerificationRules(
+        require_prepare=v.require_prepare,
+        prepare_ttl=timedelta(seconds=v.prepare_ttl_seconds),
+        max_certification_age=timedelta(seconds=v.max_certification_age_seconds),
+    )
+
+
+def build_policies(
+    settings: Settings, plugins: Iterable[EntryPoint] | None = None, extra_plugins: Iterable[object] = ()
+) -> PluginPolicyEvaluator:
+    catalog = load_catalog(new_plugin_manager(), plugins, extra=extra_plugins)
+    return PluginPolicyEvaluator(configure(catalog, settings.policies))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    provider: CertificationProvider | None = None,
+    store: VerificationStore | None = None,
+    policies: PolicyEvaluator | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Container]:
+    """Build every port not passed in, yield the container, and close what was opened."""
+    readiness: dict[str, ReadinessCheck] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        if policies is None:
+            policies = build_policies(settings)
+        if store is None:
+            engine = create_engine(settings.database.url)
+            stack.push_async_callback(engine.dispose)
+            sql_store = SqlVerificationStore(engine)
+            await sql_store.create_schema()
+            readiness["store"] = sql_store.ping
+            store = sql_store
+        if provider is None:
+            require_credentials(settings)
+            p = settings.portone
+            client = httpx.AsyncClient(
+                base_url=p.url,
+                timeout=httpx.Timeout(p.read_timeout, connect=p.connect_timeout),
+                headers={"User-Agent": "idgate"},
+            )
+            stack.push_async_callback(client.aclose)
+            provider = PortOneV1Provider(
+                client,
+                PortOneV1Credentials(p.imp_key, p.imp_secret),
+                retry=RetryPolicy(attempts=p.attempts, backoff_seconds=p.backoff),
+            )
+            readiness["portone"] = provider.check_credentials
+        yield Container(
+            settings=settings,
+            provider=provider,
+            store=store,
+            policies=policies,
+            clock=clock or SystemClock(),
+            rules=verification_rules(settings),
+            readiness=readiness,
+        )

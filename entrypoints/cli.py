@@ -1,0 +1,262 @@
+"""The `idgate` command. Each command parses options, calls the composition root, and maps results
+to output and exit codes: 0 allow, 1 deny or review, 2 bad input or configuration, 3 provider or store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import httpx
+import msgspec
+import structlog
+
+from idgate.domain import (
+    ConfigurationError,
+    IdgateError,
+    PolicyDecision,
+    ProviderUnavailable,
+    StoreUnavailable,
+    Verdict,
+    services,
+)
+from idgate.policies.engine import load_catalog, new_plugin_manager
+from idgate.sandbox import SandboxState, create_sandbox_app
+
+from .bootstrap import build_policies, require_credentials, running
+from .http import create_app, decision_out
+from .servers import Listener, serve_forever, serving
+from .settings import DEFAULT_DATA_DIR, INIT_TEMPLATE, Settings, load_settings, with_overrides
+
+EXIT_ALLOW, EXIT_DENY, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+T = TypeVar("T")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO; idgate logs what matters itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+    )
+
+
+def _fail(error: IdgateError) -> NoReturn:
+    click.echo(f"error ({error.code}): {error.message}", err=True)
+    unavailable = isinstance(error, ProviderUnavailable | StoreUnavailable)
+    sys.exit(EXIT_UNAVAILABLE if unavailable else EXIT_BAD_INPUT)
+
+
+def _run(coroutine_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(coroutine_fn())
+    except IdgateError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj["config"])
+    except ConfigurationError as error:
+        _fail(error)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="Config file (default: $IDGATE_CONFIG or ./idgate.toml).",
+)
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
+    """idgate: server-side Korean identity verification (본인인증) through PortOne."""
+    _configure_logging(log_level)
+    ctx.obj = {"config": config, "log_level": log_level}
+
+
+@main.command()
+@click.option("--path", type=click.Path(path_type=Path), default=Path("idgate.toml"), show_default=True)
+def init(path: Path) -> None:
+    """Write a commented configuration file (never overwrites)."""
+    try:
+        with path.open("x", encoding="utf-8") as file:
+            file.write(INIT_TEMPLATE)
+    except FileExistsError:
+        click.echo(f"error: {path} already exists; edit it, or remove it first to start over.", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(
+        f"wrote {path}; set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET, then run `idgate serve`."
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the HTTP API."""
+    settings = _settings(ctx)
+
+    async def start() -> None:
+        require_credentials(settings)
+        build_policies(settings)  # fail before listening if a policy or option is wrong
+        async with running(settings):  # and if the database cannot be opened
+            pass
+        click.echo(f"idgate listening on http://{host}:{port} (OpenAPI at /schema)", err=True)
+        await serve_forever(
+            [Listener(create_app(settings), host, port, "API")], log_level=ctx.obj["log_level"]
+        )
+
+    _run(start)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8700, show_default=True, type=int)
+@click.option("--imp-key", default="sandbox_imp_key", show_default=True)
+@click.option("--imp-secret", default="sandbox_imp_secret", show_default=True)
+@click.pass_context
+def sandbox(ctx: click.Context, host: str, port: int, imp_key: str, imp_secret: str) -> None:
+    """Run the PortOne V1 emulator (test data only)."""
+    app = create_sandbox_app(SandboxState(imp_key=imp_key, imp_secret=imp_secret))
+    click.echo(
+        f"PortOne sandbox on http://{host}:{port}  imp_key={imp_key} imp_secret={imp_secret}", err=True
+    )
+    click.echo(f"test persons: http://{host}:{port}/sandbox/persons", err=True)
+    _run(lambda: serve_forever([Listener(app, host, port, "sandbox")], log_level=ctx.obj["log_level"]))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--sandbox-port", default=8700, show_default=True, type=int)
+@click.option("--check", is_flag=True, help="Run the two sample verifications and exit.")
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, sandbox_port: int, check: bool) -> None:
+    """Run sandbox + API + SQLite under ./.idgate/ and the demo page."""
+    base = _settings(ctx)
+    sandbox_url = f"http://{host}:{sandbox_port}"
+    settings = with_overrides(
+        base,
+        portone={"url": sandbox_url, "imp_key": "sandbox_imp_key", "imp_secret": "sandbox_imp_secret"},
+        database={"url": f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR}/demo.db"},
+        http={"demo_page": True, "sandbox_url": sandbox_url},
+    )
+
+    async def start() -> None:
+        listeners = [
+            Listener(create_sandbox_app(SandboxState()), host, sandbox_port, "sandbox"),
+            Listener(create_app(settings), host, port, "API"),
+        ]
+        async with serving(listeners) as (sandbox_base, api_base):
+            await _demo_walkthrough(sandbox_base, api_base)
+            if check:
+                return
+            click.echo("\nserving until Ctrl-C", err=True)
+            await asyncio.Event().wait()
+
+    _run(start)
+
+
+async def _demo_walkthrough(sandbox: str, api: str) -> None:
+    click.echo(f"sandbox (PortOne V1 emulator): {sandbox}   test persons: {sandbox}/sandbox/persons")
+    click.echo(f"idgate API:                    {api}   OpenAPI: {api}/schema")
+    click.echo(f"demo page:                     {api}/demo")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for person in ("adult", "minor"):
+            prepared = (
+                await client.post(f"{api}/certifications/prepare", json={"subject": f"demo-{person}"})
+            ).json()
+            made = await client.post(
+                f"{sandbox}/sandbox/certifications",
+                json={"person": person, "merchant_uid": prepared["merchant_uid"]},
+            )
+            body = {"imp_uid": made.json()["imp_uid"], "merchant_uid": prepared["merchant_uid"]}
+            result = (await client.post(f"{api}/certifications", json=body)).json()
+            codes = ", ".join(f"{r['policy']}={r['code']}" for r in result.get("reasons", []))
+            click.echo(
+                f"sample verification of the sandbox's {person:<5} → {result.get('verdict')} ({codes})"
+            )
+        prepared = (await client.post(f"{api}/certifications/prepare", json={})).json()
+    made_cmd = (
+        f"curl -s -X POST {sandbox}/sandbox/certifications -H 'content-type: application/json' "
+        f'-d \'{{"person": "adult", "merchant_uid": "{prepared["merchant_uid"]}"}}\''
+    )
+    click.echo("\ntry it: make a certification in the sandbox, then verify it with idgate:")
+    click.echo(f"  {made_cmd}")
+    click.echo(
+        f"  curl -s -X POST {api}/certifications -H 'content-type: application/json' "
+        f'-d \'{{"imp_uid": "<imp_uid from above>", "merchant_uid": "{prepared["merchant_uid"]}"}}\''
+    )
+
+
+@main.command()
+@click.argument("imp_uid")
+@click.option("--subject", help="The account id this verification is for.")
+@click.option("--merchant-uid", help="Check that PortOne recorded this merchant_uid for the imp_uid.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (the HTTP API's shape).")
+@click.pass_context
+def verify(
+    ctx: click.Context, imp_uid: str, subject: str | None, merchant_uid: str | None, as_json: bool
+) -> None:
+    """Verify IMP_UID and record the decision (exit 0 allow, 1 deny/review)."""
+    settings = with_overrides(_settings(ctx), verification={"require_prepare": False})
+
+    async def decide() -> PolicyDecision:
+        async with running(settings) as c:
+            return await services.verify(
+                imp_uid=imp_uid,
+                merchant_uid=merchant_uid,
+                subject=subject,
+                provider=c.provider,
+                store=c.store,
+                policies=c.policies,
+                clock=c.clock,
+                rules=c.rules,
+            )
+
+    decision = _run(decide)
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(decision_out(decision)), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{decision.verdict.value}  {decision.decision_id}  policy set {decision.policy_set}")
+        for r in decision.results:
+            shadow = "" if r.enforced else "  (shadow)"
+            click.echo(f"  {r.policy} {r.version}: {r.outcome.value} {r.code} {r.message}{shadow}")
+    sys.exit(EXIT_ALLOW if decision.verdict is Verdict.ALLOW else EXIT_DENY)
+
+
+@main.group()
+def policies() -> None:
+    """Inspect the policy plugins."""
+
+
+@policies.command("list")
+@click.pass_context
+def list_policies(ctx: click.Context) -> None:
+    """Show installed policies and which are enabled."""
+    settings = _settings(ctx)
+    try:
+        catalog = load_catalog(new_plugin_manager())
+    except ConfigurationError as error:
+        _fail(error)
+    for name, definition in sorted(catalog.definitions.items()):
+        state = "enabled" if name in settings.policies else "installed"
+        click.echo(f"{name:<20} {definition.version:<8} {state:<9} {definition.summary}")
+    for plugin in catalog.plugins:
+        click.echo(f"  plugin {plugin.name} from {plugin.distribution} {plugin.version}")

@@ -1,0 +1,189 @@
+"""Configuration: `idgate.toml` (from --config, IDGATE_CONFIG or ./idgate.toml), then IDGATE_* overrides.
+
+Every key is declared here; an unknown key in the file or an unknown IDGATE_* variable is an error,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from idgate.domain import ConfigurationError
+
+DEFAULT_DATA_DIR = Path(".idgate")
+# Environment variables that are not settings overrides but are read elsewhere.
+_NOT_OVERRIDES = frozenset({"IDGATE_CONFIG"})
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A config table: unknown keys are rejected."""
+
+
+class PortOneSettings(_Section, frozen=True):
+    url: str = "https://api.iamport.kr"
+    imp_key: str = ""
+    imp_secret: str = ""
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    attempts: int = 3
+    backoff: float = 0.2
+
+    def __repr__(self) -> str:
+        return f"PortOneSettings(url={self.url!r}, credentials={'set' if self.imp_key else 'missing'})"
+
+
+class DatabaseSettings(_Section, frozen=True):
+    url: str = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR}/idgate.db"
+
+
+class VerificationSettings(_Section, frozen=True):
+    require_prepare: bool = True
+    prepare_ttl_seconds: int = 900
+    max_certification_age_seconds: int = 1800
+
+
+class HttpSettings(_Section, frozen=True):
+    cors_origins: list[str] = []
+    allow_url: str = ""
+    deny_url: str = ""
+    demo_page: bool = False
+    sandbox_url: str = ""
+
+
+def _default_policies() -> dict[str, dict[str, Any]]:
+    return {"age_limit": {"min_age": 19, "method": "international"}}
+
+
+class Settings(_Section, frozen=True):
+    portone: PortOneSettings = PortOneSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    verification: VerificationSettings = VerificationSettings()
+    http: HttpSettings = HttpSettings()
+    policies: dict[str, dict[str, Any]] = msgspec.field(default_factory=_default_policies)
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "portone": PortOneSettings,
+    "database": DatabaseSettings,
+    "verification": VerificationSettings,
+    "http": HttpSettings,
+}
+
+
+def env_overrides() -> dict[str, tuple[str, str]]:
+    """IDGATE_<SECTION>_<KEY> → (section, key), for every setting."""
+    return {
+        f"IDGATE_{section.upper()}_{name.upper()}": (section, name)
+        for section, struct in _SECTIONS.items()
+        for name in struct.__struct_fields__
+    }
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if environ.get("IDGATE_CONFIG"):
+        return Path(environ["IDGATE_CONFIG"])
+    default = Path("idgate.toml")
+    return default if default.exists() else None
+
+
+def load_settings(explicit: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    path = config_path(explicit, environ)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text("utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigurationError(
+                f"config file {path} does not exist; create one with `idgate init`."
+            ) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"config file {path} cannot be read ({type(exc).__name__}).") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    _apply_env(raw, environ)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        where = f"config file {path}" if path else "configuration"
+        raise ConfigurationError(f"{where}: {_readable(exc)}") from exc
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    known = env_overrides()
+    for name, value in environ.items():
+        if not name.startswith("IDGATE_") or name in _NOT_OVERRIDES:
+            continue
+        if name not in known:
+            raise ConfigurationError(
+                f"unknown environment variable {name}; known: IDGATE_CONFIG, {', '.join(sorted(known))}."
+            )
+        section, key = known[name]
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigurationError(f"[{section}] in the config file must be a table.")
+        field_type = _SECTIONS[section].__annotations__[key]
+        target[key] = (
+            [v.strip() for v in value.split(",") if v.strip()] if "list" in str(field_type) else value
+        )
+
+
+def _readable(exc: msgspec.ValidationError) -> str:
+    # msgspec says "Object contains unknown field `x` - at `$.portone`"; say it in config terms.
+    text = str(exc).replace("Object contains unknown field", "unknown key")
+    return text.replace("`$.", "`[").replace("` - at", "` in")
+
+
+def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
+    """A copy of `settings` with some keys of some sections replaced (used by `idgate demo`)."""
+    data = msgspec.to_builtins(settings)
+    for section, values in sections.items():
+        data[section] = {**data[section], **values}
+    return msgspec.convert(data, Settings)
+
+
+INIT_TEMPLATE = """\
+# idgate configuration. Every key is optional; unknown keys are an error.
+# Environment variables IDGATE_<SECTION>_<KEY> override these (e.g. IDGATE_DATABASE_URL).
+
+[portone]
+# PortOne V1 REST API. Keep the key and secret out of this file in production:
+# set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET instead.
+url = "https://api.iamport.kr"
+imp_key = ""
+imp_secret = ""
+connect_timeout = 3.0   # seconds
+read_timeout = 10.0     # seconds
+attempts = 3            # tries for a lookup on connection errors and 5xx
+
+[database]
+url = "sqlite+aiosqlite:///.idgate/idgate.db"
+
+[verification]
+# Require every verification to carry a merchant_uid issued by POST /certifications/prepare and
+# recorded by PortOne for that imp_uid. This stops an imp_uid stolen from, or replayed into, another
+# browser session. Turn it off only if your frontend cannot call prepare first.
+require_prepare = true
+prepare_ttl_seconds = 900
+# A certification older than this is refused, even if never used.
+max_certification_age_seconds = 1800
+
+[http]
+cors_origins = []       # e.g. ["https://www.example.com"]
+allow_url = ""          # redirect flow: where to send the browser on allow (empty: answer JSON)
+deny_url = ""           # ... and on deny, review or error
+
+# Eligibility policies: one table per policy, options as the policy defines them.
+# `enforce = false` runs a policy in shadow mode: recorded, never deciding.
+[policies.age_limit]
+min_age = 19
+method = "international"   # 만 나이; "year" for 연 나이 (Youth Protection Act)
+"""
