@@ -15,9 +15,10 @@ import structlog
 from litestar import Litestar, MediaType, Response, get, post
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
+from litestar.params import FromQuery
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -119,7 +120,7 @@ def decision_out(decision: PolicyDecision) -> DecisionOut:
 
 # ---- handlers -----------------------------------------------------------------------------------
 async def _verify(
-    container: Container, imp_uid: str, merchant_uid: str | None, subject: str | None
+    container: NamedDependency[Container], imp_uid: str, merchant_uid: str | None, subject: str | None
 ) -> PolicyDecision:
     decision = await services.verify(
         imp_uid=imp_uid,
@@ -136,7 +137,7 @@ async def _verify(
 
 
 @post("/certifications/prepare", status_code=201, summary="Issue a single-use merchant_uid")
-async def prepare_certification(container: Container, data: PrepareIn) -> PrepareOut:
+async def prepare_certification(container: NamedDependency[Container], data: PrepareIn) -> PrepareOut:
     prepared = await services.prepare(
         subject=data.subject, store=container.store, clock=container.clock, rules=container.rules
     )
@@ -144,13 +145,16 @@ async def prepare_certification(container: Container, data: PrepareIn) -> Prepar
 
 
 @post("/certifications", status_code=200, summary="Verify an imp_uid and decide")
-async def verify_certification(container: Container, data: VerifyIn) -> DecisionOut:
+async def verify_certification(container: NamedDependency[Container], data: VerifyIn) -> DecisionOut:
     return decision_out(await _verify(container, data.imp_uid, data.merchant_uid, data.subject))
 
 
 @get("/certifications/redirect", summary="Redirect flow: verify, then send the browser on")
 async def verify_redirect(
-    container: Container, imp_uid: str, merchant_uid: str | None = None, subject: str | None = None
+    container: NamedDependency[Container],
+    imp_uid: FromQuery[str],
+    merchant_uid: FromQuery[str | None] = None,
+    subject: FromQuery[str | None] = None,
 ) -> Response[Any]:
     http = container.settings.http
     try:
@@ -176,7 +180,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", summary="Readiness: the store answers and PortOne accepts our credentials")
-async def readyz(container: Container) -> Response[dict[str, Any]]:
+async def readyz(container: NamedDependency[Container]) -> Response[dict[str, Any]]:
     checks: dict[str, str] = {}
     for name, check in container.readiness.items():
         try:
@@ -191,7 +195,7 @@ async def readyz(container: Container) -> Response[dict[str, Any]]:
 
 
 @get("/demo", media_type=MediaType.HTML, include_in_schema=False)
-async def demo_page(container: Container) -> Response[str]:
+async def demo_page(container: NamedDependency[Container]) -> Response[str]:
     http = container.settings.http
     if not http.demo_page:
         raise HTTPException(status_code=404, detail="the demo page is enabled only by `idgate demo`")
@@ -246,7 +250,7 @@ def create_app(settings: Settings, **ports: Any) -> Litestar:
             yield
 
     def provide_container(state: State) -> Container:
-        container: Container = state.container
+        container: NamedDependency[Container] = state.container
         return container
 
     cors = settings.http.cors_origins

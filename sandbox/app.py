@@ -18,6 +18,7 @@ from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.types import (
     ASGIApp,
@@ -82,7 +83,7 @@ async def get_token(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/certifications/{imp_uid:str}")
-async def get_certification(request: Request[Any, Any, Any], imp_uid: str) -> Response[Any]:
+async def get_certification(request: Request[Any, Any, Any], imp_uid: FromPath[str]) -> Response[Any]:
     if not _authorized(request):
         return _error(401, "Unauthorized")
     record = _state(request).certifications.get(imp_uid)
@@ -90,7 +91,7 @@ async def get_certification(request: Request[Any, Any, Any], imp_uid: str) -> Re
 
 
 @delete("/certifications/{imp_uid:str}", status_code=200)
-async def delete_certification(request: Request[Any, Any, Any], imp_uid: str) -> Response[Any]:
+async def delete_certification(request: Request[Any, Any, Any], imp_uid: FromPath[str]) -> Response[Any]:
     if not _authorized(request):
         return _error(401, "Unauthorized")
     record = _state(request).certifications.pop(imp_uid, None)
@@ -123,7 +124,7 @@ async def request_otp(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post("/certifications/otp/confirm/{imp_uid:str}", status_code=200)
-async def confirm_otp(request: Request[Any, Any, Any], imp_uid: str) -> Response[Any]:
+async def confirm_otp(request: Request[Any, Any, Any], imp_uid: FromPath[str]) -> Response[Any]:
     if not _authorized(request):
         return _error(401, "Unauthorized")
     state = _state(request)
@@ -169,7 +170,7 @@ async def create_certification(request: Request[Any, Any, Any]) -> dict[str, str
 
 
 @get("/sandbox/certifications/{imp_uid:str}/otp")
-async def peek_otp(request: Request[Any, Any, Any], imp_uid: str) -> dict[str, str]:
+async def peek_otp(request: Request[Any, Any, Any], imp_uid: FromPath[str]) -> dict[str, str]:
     otp = _state(request).otps.get(imp_uid)
     if otp is None:
         raise HTTPException(status_code=404, detail="no pending OTP for this imp_uid")
@@ -225,7 +226,10 @@ def _safe_return_url(url: str) -> str:
 
 @get("/sandbox/certify", media_type=MediaType.HTML)
 async def certify_page(
-    request: Request[Any, Any, Any], merchant_uid: str = "", redirect_url: str = "", popup: bool = False
+    request: Request[Any, Any, Any],
+    merchant_uid: FromQuery[str] = "",
+    redirect_url: FromQuery[str] = "",
+    popup: FromQuery[bool] = False,
 ) -> str:
     if redirect_url:
         _safe_return_url(redirect_url)

@@ -72,7 +72,7 @@ def load_persons(today: date) -> list[Person]:
             years = int(birthday["turns_today"])
             try:
                 birthday = today.replace(year=today.year - years).isoformat()
-            except ValueError:  # today is 29 Feb; nobody born on it N years ago in a common year
+            except ValueError:  # today is 29 Feb and N years ago had none: 28 Feb, who turned N yesterday
                 birthday = date(today.year - years, 2, 28).isoformat()
         record["birthday"] = birthday
         if "ci" in entry:

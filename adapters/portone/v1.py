@@ -98,10 +98,17 @@ class RetryPolicy:
 @dataclass(slots=True)
 class _Token:
     value: str = field(repr=False)
-    expires_at_monotonic: float
+    refresh_at: float  # time.monotonic() after which a new token is asked for
 
-    def remaining(self) -> float:
-        return self.expires_at_monotonic - time.monotonic()
+    def stale(self) -> bool:
+        return time.monotonic() >= self.refresh_at
+
+    @classmethod
+    def from_lifetime(cls, value: str, lifetime: float, margin: float) -> _Token:
+        # Normally refresh `margin` seconds before expiry. PortOne may hand back its current token with
+        # less than that left; then refresh halfway through what is left rather than on every call.
+        lead = lifetime - margin if lifetime > 2 * margin else lifetime / 2
+        return cls(value, time.monotonic() + lead)
 
 
 class PortOneV1Provider:
@@ -151,11 +158,11 @@ class PortOneV1Provider:
 
     async def _access_token(self, *, rejected: str | None = None) -> str:
         token = self._token
-        if token is not None and token.value != rejected and token.remaining() > self._refresh_margin:
+        if token is not None and token.value != rejected and not token.stale():
             return token.value
         async with self._token_lock:
             token = self._token  # another task may have refreshed it while we waited
-            if token is None or token.value == rejected or token.remaining() <= self._refresh_margin:
+            if token is None or token.value == rejected or token.stale():
                 token = self._token = await self._fetch_token()
             return token.value
 
@@ -176,7 +183,7 @@ class PortOneV1Provider:
         # Trust the server's own clock for the lifetime: ours may be skewed.
         lifetime = payload.expired_at - payload.now
         log.info("portone_token_issued", lifetime_seconds=lifetime)
-        return _Token(payload.access_token, time.monotonic() + lifetime)
+        return _Token.from_lifetime(payload.access_token, lifetime, self._refresh_margin)
 
     async def _send(
         self, method: str, path: str, *, token: str | None = None, json: object = None

@@ -1,0 +1,127 @@
+"""In-memory fakes of the ports, for unit tests. Each is held to the same contract suite as the
+real adapter (tests/contract), so they cannot drift from what production does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+
+from idgate.domain import (
+    Carrier,
+    Certification,
+    CertificationAlreadyUsed,
+    CertificationNotFound,
+    Gender,
+    Outcome,
+    PolicyContext,
+    PolicyDecision,
+    PolicyResult,
+    PreparedRequest,
+)
+from idgate.domain.services import validate_imp_uid
+
+T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+
+
+def a_certification(**changes: object) -> Certification:
+    base = Certification(
+        imp_uid="imp_100000000001",
+        merchant_uid="idg_test",
+        provider="danal",
+        name="홍길동",
+        gender=Gender.MALE,
+        birth_date=date(1990, 1, 1),
+        phone="01012345678",
+        carrier=Carrier.SKT,
+        is_foreigner=False,
+        ci="ci-value",
+        di="di-value",
+        certified=True,
+        certified_at=T0,
+        origin=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@dataclass
+class FixedClock:
+    at: datetime = T0
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, delta: timedelta) -> None:
+        self.at += delta
+
+
+@dataclass
+class FakeCertificationProvider:
+    certifications: dict[str, Certification] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def add(self, certification: Certification) -> Certification:
+        self.certifications[certification.imp_uid] = certification
+        return certification
+
+    async def fetch_certification(self, imp_uid: str) -> Certification:
+        validate_imp_uid(imp_uid)
+        self.calls.append(imp_uid)
+        try:
+            return self.certifications[imp_uid]
+        except KeyError:
+            raise CertificationNotFound("no such certification") from None
+
+
+@dataclass
+class InMemoryVerificationStore:
+    prepared: dict[str, PreparedRequest] = field(default_factory=dict)
+    used_prepared: set[str] = field(default_factory=set)
+    consumed: set[str] = field(default_factory=set)
+    decisions: list[PolicyDecision] = field(default_factory=list)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def save_prepared_request(self, request: PreparedRequest) -> None:
+        self.prepared[request.merchant_uid] = request
+
+    async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
+        if merchant_uid in self.used_prepared:
+            return None
+        return self.prepared.get(merchant_uid)
+
+    async def is_consumed(self, imp_uid: str) -> bool:
+        return imp_uid in self.consumed
+
+    async def record_verification(
+        self, *, decision: PolicyDecision, certification: Certification, prepared_merchant_uid: str | None
+    ) -> None:
+        async with self._lock:
+            if decision.imp_uid in self.consumed or prepared_merchant_uid in self.used_prepared:
+                raise CertificationAlreadyUsed("already used")
+            self.consumed.add(decision.imp_uid)
+            if prepared_merchant_uid is not None:
+                self.used_prepared.add(prepared_merchant_uid)
+            self.decisions.append(decision)
+
+    async def get_decision(self, decision_id: str) -> PolicyDecision | None:
+        return next((d for d in self.decisions if d.decision_id == decision_id), None)
+
+
+@dataclass
+class StaticPolicyEvaluator:
+    """Returns the same results for every certification; records what it was asked."""
+
+    results: Sequence[PolicyResult] = ()
+    policy_set: str = "sha256:static"
+    seen: list[tuple[Certification, PolicyContext]] = field(default_factory=list)
+
+    async def evaluate(self, certification: Certification, context: PolicyContext) -> Sequence[PolicyResult]:
+        self.seen.append((certification, context))
+        return list(self.results)
+
+
+def a_result(outcome: Outcome, *, policy: str = "p", enforced: bool = True) -> PolicyResult:
+    return PolicyResult(
+        policy=policy, version="1", outcome=outcome, code=outcome.value, message="", enforced=enforced
+    )

@@ -1,0 +1,207 @@
+"""The verify and prepare use cases, driven through the domain with fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from idgate.domain import (
+    CertificationAlreadyUsed,
+    CertificationExpired,
+    CertificationNotCompleted,
+    CertificationNotFound,
+    InvalidCertificationId,
+    InvalidRequest,
+    MerchantMismatch,
+    MerchantUidRequired,
+    Outcome,
+    PolicyDecision,
+    PreparedRequestInvalid,
+    Verdict,
+    services,
+)
+from idgate.domain.services import VerificationRules, validate_imp_uid
+from tests.fakes import (
+    FakeCertificationProvider,
+    FixedClock,
+    InMemoryVerificationStore,
+    StaticPolicyEvaluator,
+    a_certification,
+    a_result,
+)
+
+
+@dataclass
+class World:
+    provider: FakeCertificationProvider = field(default_factory=FakeCertificationProvider)
+    store: InMemoryVerificationStore = field(default_factory=InMemoryVerificationStore)
+    policies: StaticPolicyEvaluator = field(default_factory=StaticPolicyEvaluator)
+    clock: FixedClock = field(default_factory=FixedClock)
+    rules: VerificationRules = field(default_factory=VerificationRules)
+
+    async def prepare(self, subject: str | None = "user-1") -> str:
+        prepared = await services.prepare(
+            subject=subject, store=self.store, clock=self.clock, rules=self.rules
+        )
+        return prepared.merchant_uid
+
+    async def verify(
+        self, imp_uid: str, merchant_uid: str | None = None, subject: str | None = None
+    ) -> PolicyDecision:
+        return await services.verify(
+            imp_uid=imp_uid,
+            merchant_uid=merchant_uid,
+            subject=subject,
+            provider=self.provider,
+            store=self.store,
+            policies=self.policies,
+            clock=self.clock,
+            rules=self.rules,
+        )
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_prepared_verification_is_decided_and_recorded(world: World) -> None:
+    merchant_uid = await world.prepare("user-1")
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    world.policies.results = [a_result(Outcome.ALLOW)]
+    decision = await world.verify("imp_100000000001", merchant_uid)
+    assert decision.verdict is Verdict.ALLOW
+    assert decision.subject == "user-1"  # taken from the prepared request
+    assert world.store.decisions == [decision]
+    assert world.store.consumed == {"imp_100000000001"}
+
+
+async def test_a_deny_is_recorded_too(world: World) -> None:
+    merchant_uid = await world.prepare()
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    world.policies.results = [a_result(Outcome.ALLOW), a_result(Outcome.DENY, policy="q")]
+    decision = await world.verify("imp_100000000001", merchant_uid)
+    assert decision.verdict is Verdict.DENY
+    assert world.store.decisions == [decision]
+
+
+@given(st.text(max_size=40))
+def test_only_imp_followed_by_digits_is_an_imp_uid(text: str) -> None:
+    valid = text.startswith("imp_") and text[4:].isascii() and text[4:].isdigit() and len(text) <= 32
+    try:
+        validate_imp_uid(text)
+    except InvalidCertificationId:
+        assert not valid
+    else:
+        assert valid
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["../users/getToken", "imp_1/../../x", "imp_12%2F3", "imp_", "IMP_123", "imp_1 ", "imp_" + "1" * 29],
+)
+async def test_malformed_ids_never_reach_the_provider(world: World, bad: str) -> None:
+    with pytest.raises(InvalidCertificationId):
+        await world.verify(bad, await world.prepare())
+    assert world.provider.calls == []
+
+
+async def test_without_prepare_binding_a_merchant_uid_is_required(world: World) -> None:
+    world.provider.add(a_certification())
+    with pytest.raises(MerchantUidRequired, match="POST /certifications/prepare"):
+        await world.verify("imp_100000000001")
+    assert world.provider.calls == []
+
+
+async def test_an_unprepared_merchant_uid_is_refused(world: World) -> None:
+    world.provider.add(a_certification(merchant_uid="idg_forged"))
+    with pytest.raises(PreparedRequestInvalid):
+        await world.verify("imp_100000000001", "idg_forged")
+
+
+async def test_an_expired_prepared_request_is_refused(world: World) -> None:
+    merchant_uid = await world.prepare()
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    world.clock.advance(world.rules.prepare_ttl)
+    with pytest.raises(PreparedRequestInvalid, match="expired"):
+        await world.verify("imp_100000000001", merchant_uid)
+
+
+async def test_a_prepared_request_is_bound_to_its_subject(world: World) -> None:
+    merchant_uid = await world.prepare("user-1")
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    with pytest.raises(MerchantMismatch, match="different subject"):
+        await world.verify("imp_100000000001", merchant_uid, subject="user-2")
+
+
+async def test_an_imp_uid_from_another_session_is_refused(world: World) -> None:
+    mine = await world.prepare()
+    world.provider.add(a_certification(merchant_uid="someone-elses"))
+    with pytest.raises(MerchantMismatch, match=r"IMP\.certification"):
+        await world.verify("imp_100000000001", mine)
+    assert world.store.decisions == []
+
+
+async def test_an_unfinished_certification_is_refused(world: World) -> None:
+    merchant_uid = await world.prepare()
+    world.provider.add(a_certification(merchant_uid=merchant_uid, certified=False))
+    with pytest.raises(CertificationNotCompleted):
+        await world.verify("imp_100000000001", merchant_uid)
+
+
+async def test_an_old_certification_is_refused(world: World) -> None:
+    world.rules = VerificationRules(require_prepare=False, max_certification_age=timedelta(minutes=30))
+    world.provider.add(a_certification())
+    world.clock.advance(timedelta(minutes=31))
+    with pytest.raises(CertificationExpired):
+        await world.verify("imp_100000000001")
+
+
+async def test_an_unknown_imp_uid_is_not_found(world: World) -> None:
+    with pytest.raises(CertificationNotFound):
+        await world.verify("imp_999", await world.prepare())
+
+
+async def test_a_replay_is_refused_before_asking_portone_again(world: World) -> None:
+    world.rules = VerificationRules(require_prepare=False)
+    world.provider.add(a_certification())
+    await world.verify("imp_100000000001")
+    with pytest.raises(CertificationAlreadyUsed):
+        await world.verify("imp_100000000001")
+    assert world.provider.calls == ["imp_100000000001"]
+    assert len(world.store.decisions) == 1
+
+
+async def test_a_prepared_merchant_uid_is_single_use(world: World) -> None:
+    merchant_uid = await world.prepare()
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    world.provider.add(a_certification(imp_uid="imp_100000000002", merchant_uid=merchant_uid))
+    await world.verify("imp_100000000001", merchant_uid)
+    with pytest.raises(PreparedRequestInvalid):
+        await world.verify("imp_100000000002", merchant_uid)
+
+
+@pytest.mark.parametrize("subject", ["", "a" * 129, "홍길동", "x y", "01012345678\n"])
+async def test_subjects_are_account_ids_not_free_text(world: World, subject: str) -> None:
+    with pytest.raises(InvalidRequest):
+        await world.prepare(subject)
+
+
+async def test_policies_see_the_subject_and_the_clock(world: World) -> None:
+    merchant_uid = await world.prepare("user-7")
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    await world.verify("imp_100000000001", merchant_uid)
+    [(certification, context)] = world.policies.seen
+    assert certification.imp_uid == "imp_100000000001"
+    assert context.subject == "user-7"
+    assert context.now == world.clock.now()
+
+
+def test_certification_repr_carries_no_personal_data() -> None:
+    text = repr(a_certification())
+    for secret in ("홍길동", "01012345678", "ci-value", "di-value", "1990"):
+        assert secret not in text
