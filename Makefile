@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy -p idgate tests
+	$(BIN)/mypy -p idgate -p tests
 
 arch: install
 	$(BIN)/lint-imports

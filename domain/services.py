@@ -98,12 +98,12 @@ async def verify(
     validate_subject(subject)
     validate_merchant_uid(merchant_uid)
 
-    if rules.require_prepare:
-        subject = await _check_prepared(merchant_uid, subject, store=store, clock=clock)
     if await store.is_consumed(imp_uid):
         raise CertificationAlreadyUsed(
             "this imp_uid was already used for a decision; start a new verification in the browser."
         )
+    if rules.require_prepare:
+        subject = await _check_prepared(merchant_uid, subject, store=store, clock=clock)
 
     certification = await provider.fetch_certification(imp_uid)
 

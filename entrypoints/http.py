@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
-from litestar.params import FromQuery
+from litestar.params import FromQuery, JSONBody
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -137,7 +137,9 @@ async def _verify(
 
 
 @post("/certifications/prepare", status_code=201, summary="Issue a single-use merchant_uid")
-async def prepare_certification(container: NamedDependency[Container], data: PrepareIn) -> PrepareOut:
+async def prepare_certification(
+    container: NamedDependency[Container], data: JSONBody[PrepareIn]
+) -> PrepareOut:
     prepared = await services.prepare(
         subject=data.subject, store=container.store, clock=container.clock, rules=container.rules
     )
@@ -145,7 +147,9 @@ async def prepare_certification(container: NamedDependency[Container], data: Pre
 
 
 @post("/certifications", status_code=200, summary="Verify an imp_uid and decide")
-async def verify_certification(container: NamedDependency[Container], data: VerifyIn) -> DecisionOut:
+async def verify_certification(
+    container: NamedDependency[Container], data: JSONBody[VerifyIn]
+) -> DecisionOut:
     return decision_out(await _verify(container, data.imp_uid, data.merchant_uid, data.subject))
 
 

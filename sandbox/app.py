@@ -24,7 +24,6 @@ from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
-    HTTPScope,
     Receive,
     Scope,
     Send,

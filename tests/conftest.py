@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -31,12 +31,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_stray_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _no_stray_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never read the developer's idgate.toml or IDGATE_* variables."""
     for name in [n for n in os.environ if n.startswith("IDGATE_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    yield
 
 
 class Sandbox:
@@ -97,12 +96,14 @@ def settings_for(tmp_path: Path) -> SettingsFactory:
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings, **ports: object) -> AsyncIterator[httpx.AsyncClient]:
     """The real Litestar app on a real socket; yields a client pointed at it."""
-    async with serving([Listener(create_app(settings, **ports), "127.0.0.1", 0, "API")]) as (url,):
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            yield client
+    listener = Listener(create_app(settings, **ports), "127.0.0.1", 0, "API")
+    async with serving([listener]) as (url,), httpx.AsyncClient(base_url=url, timeout=30) as client:
+        yield client
 
 
-async def prepared_certification(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: str | None = None) -> dict[str, str]:
+async def prepared_certification(
+    api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: str | None = None
+) -> dict[str, str]:
     """What a browser would send after the verification window closed."""
     prepared = await api.post("/certifications/prepare", json={"subject": subject} if subject else {})
     assert prepared.status_code == 201, prepared.text

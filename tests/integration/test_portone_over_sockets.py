@@ -25,7 +25,9 @@ async def portone(sandbox: Sandbox) -> AsyncIterator[PortOneV1Provider]:
         )
 
 
-async def test_fifty_concurrent_lookups_cause_exactly_one_get_token(sandbox: Sandbox, portone: PortOneV1Provider) -> None:
+async def test_fifty_concurrent_lookups_cause_exactly_one_get_token(
+    sandbox: Sandbox, portone: PortOneV1Provider
+) -> None:
     imp_uids = [await sandbox.certify("adult") for _ in range(50)]
     found = await asyncio.gather(*(portone.fetch_certification(i) for i in imp_uids))
     assert [c.imp_uid for c in found] == imp_uids
@@ -56,7 +58,9 @@ async def test_token_expiry_mid_run_is_invisible_to_callers(sandbox: Sandbox) ->
     assert lookups <= sandbox.requests(GET_CERT) <= lookups + 5 * tokens
 
 
-async def test_an_expired_token_gets_refreshed_and_the_call_retried(sandbox: Sandbox, portone: PortOneV1Provider) -> None:
+async def test_an_expired_token_gets_refreshed_and_the_call_retried(
+    sandbox: Sandbox, portone: PortOneV1Provider
+) -> None:
     imp_uid = await sandbox.certify("adult")
     await portone.fetch_certification(imp_uid)
     await sandbox.fault("expired_token", path="/certifications/")
@@ -93,7 +97,9 @@ async def test_a_malformed_body_is_a_provider_error(sandbox: Sandbox, portone: P
         await portone.fetch_certification(imp_uid)
 
 
-async def test_unknown_and_deleted_certifications_are_not_found(sandbox: Sandbox, portone: PortOneV1Provider) -> None:
+async def test_unknown_and_deleted_certifications_are_not_found(
+    sandbox: Sandbox, portone: PortOneV1Provider
+) -> None:
     with pytest.raises(CertificationNotFound):
         await portone.fetch_certification("imp_000000000000")
 
@@ -102,13 +108,17 @@ async def test_every_test_person_maps_to_the_domain(sandbox: Sandbox, portone: P
     seen = {}
     for person in sandbox.state.persons:
         seen[person] = await portone.fetch_certification(await sandbox.certify(person))
-    assert seen["kakao-no-ci"].ci is None and seen["kakao-no-ci"].di is None
-    assert seen["inicis-no-di"].ci is not None and seen["inicis-no-di"].di is None
+    assert seen["kakao-no-ci"].ci is None
+    assert seen["kakao-no-ci"].di is None
+    assert seen["inicis-no-di"].ci is not None
+    assert seen["inicis-no-di"].di is None
     assert seen["foreigner"].is_foreigner is True
     assert seen["foreigner-unknown"].is_foreigner is None
     assert seen["adult"].is_foreigner is False
-    assert seen["no-phone"].phone is None and seen["no-phone"].carrier is None
-    assert seen["mvno"].carrier is not None and seen["mvno"].carrier.is_mvno
+    assert seen["no-phone"].phone is None
+    assert seen["no-phone"].carrier is None
+    assert seen["mvno"].carrier is not None
+    assert seen["mvno"].carrier.is_mvno
     assert seen["dual-phone-a"].ci == seen["dual-phone-b"].ci
     assert seen["dual-phone-a"].phone != seen["dual-phone-b"].phone
     assert str(seen["leap-day"].birth_date).endswith("-02-29")

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import httpx
+import iamport
 import jsonschema
 import pytest
 
@@ -75,7 +76,8 @@ async def test_every_persons_certification_validates_against_the_official_schema
             assert got.status_code == 200
             validate(got.json(), "CertificationResponse", definitions)
             record = got.json()["response"]
-            assert isinstance(record["certified_at"], int) and isinstance(record["birth"], int)
+            assert isinstance(record["certified_at"], int)
+            assert isinstance(record["birth"], int)
             assert record["gender"] in {"male", "female"}
         deleted = await client.delete(
             f"/certifications/{imp_uid}", headers={"Authorization": f"Bearer {headers['Authorization']}"}
@@ -113,7 +115,8 @@ async def test_otp_flow_validates_and_a_second_confirm_fails(
         again = await client.post(
             f"/certifications/otp/confirm/{imp_uid}", json={"otp": otp}, headers=headers
         )
-        assert again.status_code == 400 and again.json()["code"] != 0
+        assert again.status_code == 400
+        assert again.json()["code"] != 0
         missing = await client.post("/certifications/otp/request", json={"name": "x"}, headers=headers)
         assert missing.status_code == 400
 
@@ -132,7 +135,8 @@ async def test_get_token_errors(
         answer = await client.post("/users/getToken", json=body)
     assert answer.status_code == status
     validate(answer.json(), "ResponseAnnotation", definitions)
-    assert answer.json()["response"] is None and answer.json()["code"] != 0
+    assert answer.json()["response"] is None
+    assert answer.json()["code"] != 0
 
 
 async def test_certifications_need_a_valid_token(sandbox: Sandbox) -> None:
@@ -145,8 +149,6 @@ async def test_certifications_need_a_valid_token(sandbox: Sandbox) -> None:
 
 
 async def test_the_official_iamport_client_works_unchanged(sandbox: Sandbox) -> None:
-    import iamport
-
     imp_uid = await sandbox.certify("adult", "order-1")
 
     def use_official_client() -> dict[str, Any]:
@@ -161,8 +163,10 @@ async def test_the_official_iamport_client_works_unchanged(sandbox: Sandbox) -> 
 
     # The official client is synchronous; the sandbox serves on this test's event loop.
     found = await asyncio.to_thread(use_official_client)
-    assert found["imp_uid"] == imp_uid and found["merchant_uid"] == "order-1"
-    assert found["name"] == "홍길동" and found["unique_key"]
+    assert found["imp_uid"] == imp_uid
+    assert found["merchant_uid"] == "order-1"
+    assert found["name"] == "홍길동"
+    assert found["unique_key"]
     assert sandbox.requests("POST /users/getToken") == 2  # it asks for a token before every call
 
 
@@ -172,4 +176,5 @@ async def test_sandbox_lists_persons_and_refuses_unknown_ones(sandbox: Sandbox) 
         assert {p["id"] for p in persons} >= {"adult", "minor", "turns-19-today", "leap-day", "kakao-no-ci"}
         assert all("unique_key" not in p and "phone" not in p for p in persons)
         bad = await client.post("/sandbox/certifications", json={"person": "nobody"})
-        assert bad.status_code == 400 and "adult" in bad.text
+        assert bad.status_code == 400
+        assert "adult" in bad.text

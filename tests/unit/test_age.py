@@ -17,8 +17,11 @@ from idgate.domain.age import (
 )
 
 births = st.dates(min_value=date(1900, 1, 1), max_value=date(2030, 12, 31))
+# Hypothesis takes naive bounds and attaches the timezones itself.
 instants = st.datetimes(
-    min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.sampled_from([UTC, SEOUL])
+    min_value=datetime(1990, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2090, 1, 1),  # noqa: DTZ001
+    timezones=st.sampled_from([UTC, SEOUL]),
 )
 years = st.integers(min_value=1, max_value=60)
 any_offset = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))

@@ -50,8 +50,8 @@ def test_a_failed_policy_denies() -> None:
 
 
 def test_policy_set_digest_ignores_order_and_notices_any_change() -> None:
-    a = ("age_limit", "1.0.0", {"min_age": 19}, True)
-    b = ("other", "2.0", {}, False)
+    a: tuple[str, str, dict[str, object], bool] = ("age_limit", "1.0.0", {"min_age": 19}, True)
+    b: tuple[str, str, dict[str, object], bool] = ("other", "2.0", {}, False)
     assert policy_set_digest([a, b]) == policy_set_digest([b, a])
     assert policy_set_digest([a]) != policy_set_digest([("age_limit", "1.0.0", {"min_age": 20}, True)])
     assert policy_set_digest([a]) != policy_set_digest([("age_limit", "1.0.1", {"min_age": 19}, True)])
@@ -59,7 +59,7 @@ def test_policy_set_digest_ignores_order_and_notices_any_change() -> None:
 
 
 @given(
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),  # noqa: DTZ001
     st.timedeltas(min_value=timedelta(milliseconds=1), max_value=timedelta(days=3650)),
 )
 def test_decision_ids_sort_by_time(at: datetime, later: timedelta) -> None:

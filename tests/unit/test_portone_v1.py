@@ -90,7 +90,8 @@ async def test_maps_a_full_record_to_the_domain() -> None:
         date(1990, 1, 1),
         "01012345678",
     )
-    assert c.carrier is Carrier.LGU_MVNO and c.carrier.is_mvno
+    assert c.carrier is Carrier.LGU_MVNO
+    assert c.carrier.is_mvno
     assert (c.ci, c.di, c.is_foreigner, c.certified) == ("CI==", "DI==", True, True)
     assert c.certified_at == datetime.fromtimestamp(1_700_000_000, UTC)
     assert upstream.get_calls[0].headers["authorization"] == f"Bearer {TOKEN}"
@@ -152,7 +153,7 @@ async def test_code_other_than_zero_on_200_is_an_error() -> None:
 )
 async def test_malformed_bodies_are_clear_provider_errors(body: bytes) -> None:
     upstream = Upstream(lambda r: httpx.Response(200, content=body))
-    with pytest.raises(ProviderUnavailable, match="malformed|invalid fields"):
+    with pytest.raises(ProviderUnavailable, match=r"malformed|invalid fields"):
         await provider(upstream).fetch_certification("imp_123")
 
 
@@ -249,7 +250,8 @@ async def test_path_injection_is_refused_before_any_request(bad: str) -> None:
     upstream = Upstream(lambda r: cert_response())
     with pytest.raises(InvalidCertificationId):
         await provider(upstream).fetch_certification(bad)
-    assert upstream.token_calls == 0 and upstream.get_calls == []
+    assert upstream.token_calls == 0
+    assert upstream.get_calls == []
 
 
 async def test_secrets_never_show_in_reprs_errors_or_logs() -> None:
@@ -261,4 +263,5 @@ async def test_secrets_never_show_in_reprs_errors_or_logs() -> None:
         await p.fetch_certification("imp_123")
     seen = json.dumps(logs, default=str) + str(caught.value) + repr(p)
     assert logs, "retries are logged"
-    assert SECRET not in seen and TOKEN not in seen
+    assert SECRET not in seen
+    assert TOKEN not in seen

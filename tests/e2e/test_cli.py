@@ -1,0 +1,214 @@
+"""The installed `idgate` command, run as a user would run it, against the sandbox over sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Sandbox
+
+IDGATE = str(Path(sys.executable).parent / "idgate")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def idgate(*args: str, env: dict[str, str] | None = None) -> Run:
+    process = await asyncio.create_subprocess_exec(
+        IDGATE,
+        *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    return {
+        "IDGATE_PORTONE_URL": sandbox.url,
+        "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
+        "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
+        "IDGATE_PORTONE_BACKOFF": "0.01",
+        "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+    }
+
+
+def assert_clean_failure(run: Run, code: int, *phrases: str) -> None:
+    assert run.code == code, run
+    assert "Traceback" not in run.err + run.out
+    for phrase in phrases:
+        assert phrase in run.err
+
+
+async def test_verify_exit_codes(sandbox: Sandbox, env: dict[str, str]) -> None:
+    adult = await sandbox.certify("adult")
+    allowed = await idgate("verify", adult, "--subject", "user-1", env=env)
+    assert allowed.code == 0, allowed
+    assert allowed.out.startswith("allow  dec_")
+    assert "age_limit 1.0.0: allow age_ok" in allowed.out
+
+    denied = await idgate("verify", await sandbox.certify("minor"), "--json", env=env)
+    assert denied.code == 1
+    body = json.loads(denied.out)
+    assert body["verdict"] == "deny"
+    assert body["reasons"][0]["code"] == "under_age"
+
+    assert_clean_failure(await idgate("verify", adult, env=env), 2, "certification_already_used")
+    assert_clean_failure(await idgate("verify", "../users/getToken", env=env), 2, "invalid_imp_uid")
+    assert_clean_failure(await idgate("verify", "imp_404", env=env), 2, "certification_not_found")
+
+    await sandbox.fault("status", count=10, status=500, path="/certifications/")
+    assert_clean_failure(
+        await idgate("verify", await sandbox.certify("adult"), env=env), 3, "provider_unavailable"
+    )
+
+
+async def test_a_broken_store_exits_3(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    broken = {**env, "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a-file/idgate.db"}
+    assert_clean_failure(
+        await idgate("verify", await sandbox.certify("adult"), env=broken), 3, "store_unavailable"
+    )
+
+
+async def test_serve_without_credentials_says_where_to_set_them() -> None:
+    run = await idgate("serve", "--port", str(free_port()))
+    assert_clean_failure(run, 2, "IDGATE_PORTONE_IMP_KEY", "IDGATE_PORTONE_IMP_SECRET", "idgate demo")
+
+
+async def test_configuration_mistakes_are_named(tmp_path: Path) -> None:
+    (tmp_path / "typo.toml").write_text('[portone]\nimp_kee = "x"\n')
+    assert_clean_failure(
+        await idgate("--config", str(tmp_path / "typo.toml"), "serve"), 2, "unknown key `imp_kee`"
+    )
+    (tmp_path / "badpolicy.toml").write_text("[policies.age_limt]\nmin_age = 19\n")
+    run = await idgate(
+        "--config",
+        str(tmp_path / "badpolicy.toml"),
+        "serve",
+        env={"IDGATE_PORTONE_IMP_KEY": "k", "IDGATE_PORTONE_IMP_SECRET": "s"},
+    )
+    assert_clean_failure(run, 2, "unknown policy 'age_limt'", "age_limit")
+    assert_clean_failure(
+        await idgate("serve", env={"IDGATE_PORTONE_IMP_KY": "x"}),
+        2,
+        "unknown environment variable IDGATE_PORTONE_IMP_KY",
+    )
+    assert_clean_failure(
+        await idgate("--config", str(tmp_path / "missing.toml"), "serve"), 2, "does not exist", "idgate init"
+    )
+
+
+async def test_init_writes_a_config_once(tmp_path: Path) -> None:
+    first = await idgate("init")
+    assert first.code == 0
+    assert (tmp_path / "idgate.toml").exists()
+    text = (tmp_path / "idgate.toml").read_text()
+    assert "require_prepare = true" in text
+    assert "[policies.age_limit]" in text
+    assert_clean_failure(await idgate("init"), 2, "already exists")
+    # What init writes is a valid configuration.
+    run = await idgate("policies", "list")
+    assert run.code == 0
+    assert "age_limit" in run.out
+    assert "enabled" in run.out
+
+
+@pytest.fixture
+async def served(env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        IDGATE,
+        "serve",
+        "--port",
+        str(port),
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(200):
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+        else:
+            process.kill()
+            pytest.fail("idgate serve did not come up")
+        yield client, process
+    if process.returncode is None:
+        process.terminate()
+        await process.wait()
+
+
+async def test_serve_end_to_end_without_personal_data_in_its_logs(
+    sandbox: Sandbox, served: tuple[httpx.AsyncClient, asyncio.subprocess.Process]
+) -> None:
+    api, process = served
+    verdicts = []
+    for person in ("adult", "minor", "foreigner", "kakao-no-ci"):
+        merchant_uid = (await api.post("/certifications/prepare", json={"subject": f"acct-{person}"})).json()[
+            "merchant_uid"
+        ]
+        imp_uid = await sandbox.certify(person, merchant_uid)
+        answer = await api.post("/certifications", json={"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+        verdicts.append(answer.json()["verdict"])
+    assert verdicts == ["allow", "deny", "allow", "allow"]
+    assert (await api.get("/readyz")).status_code == 200
+    process.terminate()
+    _, err = await process.communicate()
+    logs = err.decode()
+    assert "decision" in logs
+    assert "Traceback" not in logs
+    for test_person in sandbox.state.persons.values():
+        for field in ("name", "phone", "unique_key", "unique_in_site", "birthday"):
+            value = test_person.record.get(field)
+            if value:
+                assert value not in logs, f"{field} of {test_person.id} leaked into the log"
+    assert "sandbox_imp_secret" not in logs
+
+
+async def test_demo_check_runs_the_whole_flow(tmp_path: Path) -> None:
+    run = await idgate("demo", "--check", "--port", str(free_port()), "--sandbox-port", str(free_port()))
+    assert run.code == 0, run
+    assert "adult → allow (age_limit=age_ok)" in run.out
+    assert "minor → deny (age_limit=under_age)" in run.out
+    assert "/demo" in run.out
+    assert "curl -s -X POST" in run.out
+    assert (tmp_path / ".idgate" / "demo.db").exists()
+
+
+async def test_demo_refuses_a_busy_port_clearly() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        run = await idgate(
+            "demo", "--check", "--port", str(busy.getsockname()[1]), "--sandbox-port", str(free_port())
+        )
+    assert_clean_failure(run, 2, "cannot listen on", "--port")

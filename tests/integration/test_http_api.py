@@ -1,0 +1,262 @@
+"""The HTTP API on a real socket, with the real store (SQLite file) and the sandbox as PortOne."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from idgate.entrypoints.settings import Settings
+from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox, settings_for: SettingsFactory) -> Settings:
+    return settings_for(sandbox)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_api(settings) as client:
+        yield client
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+async def test_an_adult_is_allowed_and_the_answer_holds_no_personal_data(
+    api: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    body = await prepared_certification(api, sandbox, "adult", subject="user-1")
+    answer = await api.post("/certifications", json=body)
+    assert answer.status_code == 200
+    decision = answer.json()
+    assert set(decision) == {"decision_id", "verdict", "reasons", "imp_uid", "decided_at", "policy_set"}
+    assert decision["verdict"] == "allow"
+    assert decision["imp_uid"] == body["imp_uid"]
+    assert decision["reasons"] == [
+        {
+            "policy": "age_limit",
+            "version": "1.0.0",
+            "outcome": "allow",
+            "code": "age_ok",
+            "message": "만 나이 19 or older",
+            "enforced": True,
+        }
+    ]
+    person = sandbox.state.persons["adult"].record
+    for value in (
+        person["name"],
+        person["phone"],
+        person["unique_key"],
+        person["unique_in_site"],
+        person["birthday"],
+    ):
+        assert value not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("person", "verdict"),
+    [
+        ("minor", "deny"),
+        ("turns-19-today", "allow"),
+        ("leap-day", "allow"),
+        ("kakao-no-ci", "allow"),
+    ],
+)
+async def test_the_age_limit_decides(
+    api: httpx.AsyncClient, sandbox: Sandbox, person: str, verdict: str
+) -> None:
+    answer = await api.post("/certifications", json=await prepared_certification(api, sandbox, person))
+    assert answer.json()["verdict"] == verdict
+
+
+async def test_a_replay_is_409(api: httpx.AsyncClient, sandbox: Sandbox) -> None:
+    body = await prepared_certification(api, sandbox, "adult")
+    assert (await api.post("/certifications", json=body)).status_code == 200
+    assert_problem(await api.post("/certifications", json=body), 409, "certification_already_used")
+
+
+async def test_two_concurrent_requests_for_one_imp_uid_make_exactly_one_decision(
+    api: httpx.AsyncClient, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    body = await prepared_certification(api, sandbox, "adult")
+    answers = await asyncio.gather(*(api.post("/certifications", json=body) for _ in range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    with sqlite3.connect(tmp_path / "idgate.db") as db:
+        assert db.execute(
+            "select count(*) from decisions where imp_uid = ?", (body["imp_uid"],)
+        ).fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "imp_uid", ["../users/getToken", "imp_1/../../users/getToken", "imp_1%2F..", "imp_abc", "x" * 500]
+)
+async def test_path_injection_is_400_with_zero_upstream_requests(
+    api: httpx.AsyncClient, sandbox: Sandbox, imp_uid: str
+) -> None:
+    prepared = (await api.post("/certifications/prepare", json={})).json()
+    answer = await api.post(
+        "/certifications", json={"imp_uid": imp_uid, "merchant_uid": prepared["merchant_uid"]}
+    )
+    assert_problem(answer, 400, "invalid_imp_uid")
+    assert sum(sandbox.state.requests.values()) == 0
+
+
+async def test_missing_merchant_uid_tells_the_frontend_what_to_change(
+    api: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    imp_uid = await sandbox.certify("adult")
+    problem = assert_problem(
+        await api.post("/certifications", json={"imp_uid": imp_uid}), 400, "merchant_uid_required"
+    )
+    assert "POST /certifications/prepare" in problem["detail"]
+    assert "IMP.certification" in problem["detail"]
+
+
+async def test_an_imp_uid_from_another_session_is_422(api: httpx.AsyncClient, sandbox: Sandbox) -> None:
+    mine = (await api.post("/certifications/prepare", json={})).json()["merchant_uid"]
+    stolen = await sandbox.certify("adult", "someone-elses-order")
+    assert_problem(
+        await api.post("/certifications", json={"imp_uid": stolen, "merchant_uid": mine}),
+        422,
+        "merchant_mismatch",
+    )
+
+
+async def test_an_unfinished_verification_is_422(api: httpx.AsyncClient, sandbox: Sandbox) -> None:
+    merchant_uid = (await api.post("/certifications/prepare", json={})).json()["merchant_uid"]
+    async with httpx.AsyncClient(base_url=sandbox.url) as client:
+        token = (
+            await client.post(
+                "/users/getToken", json={"imp_key": "sandbox_imp_key", "imp_secret": "sandbox_imp_secret"}
+            )
+        ).json()
+        requested = await client.post(
+            "/certifications/otp/request",
+            headers={"Authorization": token["response"]["access_token"]},
+            json={
+                "name": "홍길동",
+                "phone": "01012345678",
+                "birth": "900101",
+                "gender_digit": "1",
+                "carrier": "SKT",
+                "merchant_uid": merchant_uid,
+            },
+        )
+    body = {"imp_uid": requested.json()["response"]["imp_uid"], "merchant_uid": merchant_uid}
+    assert_problem(await api.post("/certifications", json=body), 422, "certification_not_completed")
+
+
+async def test_an_unknown_imp_uid_is_404(api: httpx.AsyncClient) -> None:
+    merchant_uid = (await api.post("/certifications/prepare", json={})).json()["merchant_uid"]
+    answer = await api.post(
+        "/certifications", json={"imp_uid": "imp_404404404", "merchant_uid": merchant_uid}
+    )
+    assert_problem(answer, 404, "certification_not_found")
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        ({"kind": "latency", "latency_ms": 2500}, 504, "provider_timeout"),
+        ({"kind": "malformed"}, 502, "provider_unavailable"),
+        ({"kind": "status", "status": 500, "count": 5}, 502, "provider_unavailable"),
+    ],
+)
+async def test_provider_failures(
+    api: httpx.AsyncClient, sandbox: Sandbox, fault: dict[str, Any], status: int, code: str
+) -> None:
+    body = await prepared_certification(api, sandbox, "adult")
+    await sandbox.fault(path="/certifications/", **fault)
+    assert_problem(await api.post("/certifications", json=body), status, code)
+    # Nothing was consumed: once PortOne recovers the same imp_uid still works.
+    sandbox.state.faults.clear()
+    assert (await api.post("/certifications", json=body)).status_code == 200
+
+
+async def test_a_broken_store_is_503_and_readyz_says_so(
+    api: httpx.AsyncClient, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    body = await prepared_certification(api, sandbox, "adult")
+    with sqlite3.connect(tmp_path / "idgate.db") as db:
+        db.execute("drop table consumed_certifications")
+    assert_problem(await api.post("/certifications", json=body), 503, "store_unavailable")
+
+
+@pytest.mark.parametrize("payload", [{"imp_uid": 5}, {"imp_uid": "imp_1", "extra": 1}, {}, [], "x"])
+async def test_bad_bodies_are_400_problems(api: httpx.AsyncClient, payload: object) -> None:
+    answer = await api.post("/certifications", json=payload)
+    problem = assert_problem(answer, 400, "invalid_request")
+    assert "Traceback" not in answer.text
+    assert problem["errors"] or problem["detail"]
+
+
+async def test_redirect_flow_without_urls_answers_json(api: httpx.AsyncClient, sandbox: Sandbox) -> None:
+    body = await prepared_certification(api, sandbox, "adult")
+    answer = await api.get("/certifications/redirect", params={**body, "imp_success": "true"})
+    assert answer.status_code == 200
+    assert answer.json()["verdict"] == "allow"
+
+
+async def test_redirect_flow_sends_the_browser_on(sandbox: Sandbox, settings_for: SettingsFactory) -> None:
+    urls = {"allow_url": "https://shop.example/welcome", "deny_url": "https://shop.example/sorry?from=idgate"}
+    async with running_api(settings_for(sandbox, http=urls)) as api:
+        allowed = await api.get(
+            "/certifications/redirect", params=await prepared_certification(api, sandbox, "adult")
+        )
+        denied = await api.get(
+            "/certifications/redirect", params=await prepared_certification(api, sandbox, "minor")
+        )
+        broken = await api.get("/certifications/redirect", params={"imp_uid": "../x"})
+    assert allowed.status_code == 303
+    assert allowed.headers["location"].startswith("https://shop.example/welcome?decision_id=dec_")
+    assert allowed.headers["location"].endswith("&verdict=allow")
+    assert denied.status_code == 303
+    assert denied.headers["location"].startswith("https://shop.example/sorry?from=idgate&decision_id=")
+    assert broken.headers["location"] == "https://shop.example/sorry?from=idgate&error=invalid_imp_uid"
+
+
+async def test_cors_only_for_configured_origins(sandbox: Sandbox, settings_for: SettingsFactory) -> None:
+    async with running_api(settings_for(sandbox, http={"cors_origins": ["https://shop.example"]})) as api:
+        ok = await api.options(
+            "/certifications",
+            headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+        )
+        other = await api.options(
+            "/certifications",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert ok.headers.get("access-control-allow-origin") == "https://shop.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_health_readiness_and_openapi(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"store": "ok", "portone": "ok"}
+    schema = (await api.get("/schema/openapi.json")).json()
+    assert {"/certifications", "/certifications/prepare", "/certifications/redirect"} <= set(schema["paths"])
+    assert (await api.get("/demo")).status_code == 404  # only `idgate demo` turns the page on
+
+
+async def test_readyz_reports_wrong_credentials(sandbox: Sandbox, settings_for: SettingsFactory) -> None:
+    async with running_api(settings_for(sandbox, portone={"imp_secret": "wrong"})) as api:
+        ready = await api.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["portone"] == "provider_unavailable"

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from idgate.domain import ConfigurationError
+from idgate.entrypoints.settings import INIT_TEMPLATE, env_overrides, load_settings
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings(None, {})
+    assert settings.database.url == "sqlite+aiosqlite:///.idgate/idgate.db"
+    assert settings.verification.require_prepare is True
+    assert settings.policies == {"age_limit": {"min_age": 19, "method": "international"}}
+
+
+def test_environment_overrides_the_file_and_converts_types(tmp_path: Path) -> None:
+    path = tmp_path / "idgate.toml"
+    path.write_text('[portone]\nurl = "https://file.example"\nread_timeout = 5.0\n')
+    settings = load_settings(
+        path,
+        {
+            "IDGATE_PORTONE_URL": "http://127.0.0.1:8700",
+            "IDGATE_VERIFICATION_REQUIRE_PREPARE": "false",
+            "IDGATE_HTTP_CORS_ORIGINS": "https://a.example, https://b.example",
+            "IDGATE_PORTONE_ATTEMPTS": "5",
+        },
+    )
+    assert settings.portone.url == "http://127.0.0.1:8700"
+    assert settings.portone.read_timeout == 5.0
+    assert settings.portone.attempts == 5
+    assert settings.verification.require_prepare is False
+    assert settings.http.cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_the_required_overrides_exist() -> None:
+    names = set(env_overrides())
+    assert {
+        "IDGATE_DATABASE_URL",
+        "IDGATE_PORTONE_URL",
+        "IDGATE_PORTONE_IMP_KEY",
+        "IDGATE_PORTONE_IMP_SECRET",
+    } <= names
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ('[portone]\nimp_kee = "x"\n', {}, "unknown key `imp_kee`"),
+        ("[nonsense]\nx = 1\n", {}, "unknown key `nonsense`"),
+        ('[portone]\nread_timeout = "slow"\n', {}, "Expected `float`"),
+        ("[portone\n", {}, "not valid TOML"),
+        ("", {"IDGATE_PORTONE_PORT": "1"}, "unknown environment variable IDGATE_PORTONE_PORT"),
+        ("", {"IDGATE_PORTONE_ATTEMPTS": "many"}, "Expected `int`"),
+    ],
+)
+def test_mistakes_are_named(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    path = tmp_path / "idgate.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(path, env)
+
+
+def test_secrets_stay_out_of_the_settings_repr() -> None:
+    settings = load_settings(
+        None, {"IDGATE_PORTONE_IMP_SECRET": "very-secret", "IDGATE_PORTONE_IMP_KEY": "k"}
+    )
+    assert "very-secret" not in repr(settings)
+
+
+def test_what_init_writes_loads(tmp_path: Path) -> None:
+    path = tmp_path / "idgate.toml"
+    path.write_text(INIT_TEMPLATE)
+    assert load_settings(path, {}).policies == {"age_limit": {"min_age": 19, "method": "international"}}
