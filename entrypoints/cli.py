@@ -81,12 +81,17 @@ def _settings(ctx: click.Context) -> Settings:
     type=click.Path(path_type=Path),
     help="Config file (default: $IDGATE_CONFIG or ./idgate.toml).",
 )
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Default: info (demo: warning, so its own output stays readable).",
+)
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
+def main(ctx: click.Context, config: Path | None, log_level: str | None) -> None:
     """idgate: server-side Korean identity verification (본인인증) through PortOne."""
-    _configure_logging(log_level)
-    ctx.obj = {"config": config, "log_level": log_level}
+    level = log_level or ("warning" if ctx.invoked_subcommand == "demo" else "info")
+    _configure_logging(level)
+    ctx.obj = {"config": config, "log_level": level}
 
 
 @main.command()
