@@ -260,3 +260,34 @@ async def test_readyz_reports_wrong_credentials(sandbox: Sandbox, settings_for: 
         ready = await api.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["portone"] == "provider_unavailable"
+
+
+async def test_the_mock_window_in_redirect_mode_hands_back_to_the_redirect_flow(
+    api: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    merchant_uid = (await api.post("/certifications/prepare", json={"subject": "acct-9"})).json()[
+        "merchant_uid"
+    ]
+    back_to = str(api.base_url).rstrip("/") + "/certifications/redirect"
+    async with httpx.AsyncClient(base_url=sandbox.url) as browser:
+        window = await browser.get(
+            "/sandbox/certify", params={"merchant_uid": merchant_uid, "redirect_url": back_to}
+        )
+        assert window.status_code == 200
+        assert 'value="adult"' in window.text
+        picked = await browser.post(
+            "/sandbox/certify",
+            data={"person": "adult", "merchant_uid": merchant_uid, "redirect_url": back_to},
+        )
+    assert picked.status_code == 303
+    location = httpx.URL(picked.headers["location"])
+    assert location.params["merchant_uid"] == merchant_uid
+    assert location.params["success"] == "true"
+    decided = await api.get(location.path, params=dict(location.params))
+    assert decided.json()["verdict"] == "allow"
+
+
+async def test_the_mock_window_refuses_odd_return_urls(sandbox: Sandbox) -> None:
+    async with httpx.AsyncClient(base_url=sandbox.url) as browser:
+        answer = await browser.get("/sandbox/certify", params={"redirect_url": "javascript:alert(1)"})
+    assert answer.status_code == 400
