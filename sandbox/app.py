@@ -262,7 +262,8 @@ async def certify_submit(request: Request[Any, Any, Any]) -> Response[Any]:
     redirect_url = str(form.get("redirect_url", ""))
     if redirect_url and not form.get("popup"):
         separator = "&" if urlsplit(_safe_return_url(redirect_url)).query else "?"
-        return Redirect(redirect_url + separator + urlencode(result), status_code=303)
+        query = {**result, "success": "true"}  # a query string spells booleans the JavaScript way
+        return Redirect(redirect_url + separator + urlencode(query), status_code=303)
     return Response(
         _template("done.html").substitute(
             result=html.escape(json.dumps(result)), imp_uid=html.escape(imp_uid)
