@@ -69,5 +69,29 @@ class StoreUnavailable(IdgateError):
     code = "store_unavailable"
 
 
+class IdentityAlreadyBound(IdgateError):
+    """The person is already bound to another subject (raised by the store at commit time)."""
+
+    code = "identity_already_bound"
+
+
+class IdentityNotFound(IdgateError):
+    code = "identity_not_found"
+
+
+class IdentityIntegrityError(IdgateError):
+    """A stored ciphertext failed its integrity check or its key is missing: tampering or lost keys."""
+
+    code = "identity_integrity_failed"
+
+
+class Unauthenticated(IdgateError):
+    code = "unauthenticated"
+
+
+class Forbidden(IdgateError):
+    code = "forbidden"
+
+
 class ConfigurationError(IdgateError):
     code = "configuration_error"

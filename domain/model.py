@@ -5,6 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ports import IdentityDirectory
 
 
 class Gender(enum.StrEnum):
@@ -123,10 +127,47 @@ class PreparedRequest:
     expires_at: datetime
 
 
+class Role(enum.StrEnum):
+    SERVICE = "service"  # product backends: read verified identities
+    AUDITOR = "auditor"  # read the decision log
+    ADMIN = "admin"  # erase identities
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """Who is calling, as established from an API token."""
+
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedIdentity:
+    """The identity bound to a subject, as a product backend may read it back."""
+
+    subject: str
+    name: str
+    birth_date: date
+    gender: Gender | None
+    phone: str | None
+    carrier: Carrier | None
+    is_foreigner: bool | None
+    provider: str
+    certified_at: datetime
+
+    def __repr__(self) -> str:
+        return f"VerifiedIdentity(subject={self.subject!r}, provider={self.provider!r})"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyContext:
-    """Everything a policy may consider besides the certification itself."""
+    """Everything a policy may consider besides the certification itself.
+
+    `identities` answers "who else is this person?" (see IdentityDirectory); it is None only in
+    contexts that have no store, such as unit tests of a single policy.
+    """
 
     subject: str | None
     now: datetime
+    identities: IdentityDirectory | None = None
     extra: dict[str, str] = field(default_factory=dict)

@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .model import Certification, PolicyContext, PolicyDecision, PolicyResult, PreparedRequest
+from .model import (
+    Certification,
+    PolicyContext,
+    PolicyDecision,
+    PolicyResult,
+    PreparedRequest,
+    Principal,
+    Role,
+    VerifiedIdentity,
+)
 
 
 class CertificationProvider(Protocol):
@@ -33,8 +42,13 @@ class VerificationStore(Protocol):
     ) -> None:
         """Consume the imp_uid (and the prepared merchant_uid, if given) and append the decision, atomically.
 
-        Raises CertificationAlreadyUsed if either was consumed before, by this or a concurrent call;
-        nothing is written in that case.
+        When the verdict is allow and the decision has a subject, the certification's identity is
+        stored (encrypted) and bound to that subject in the same transaction, replacing what the
+        subject had before.
+
+        Raises CertificationAlreadyUsed if the imp_uid or merchant_uid was consumed before, by this or
+        a concurrent call, and IdentityAlreadyBound if the person is bound to another subject; nothing
+        is written in either case.
         """
         ...
 
@@ -58,3 +72,33 @@ class PolicyEvaluator(Protocol):
     async def evaluate(
         self, certification: Certification, context: PolicyContext
     ) -> Sequence[PolicyResult]: ...
+
+
+class IdentityDirectory(Protocol):
+    """Which subjects a person is bound to, found by blind index without decrypting anyone else."""
+
+    async def subjects_with_ci(self, ci: str) -> Sequence[str]: ...
+
+    async def subjects_with_di(self, di: str) -> Sequence[str]: ...
+
+
+class IdentityVault(Protocol):
+    """Reading and erasing stored identities; every access is recorded with who made it."""
+
+    async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None: ...
+
+    async def erase_identity(self, subject: str, accessor: Principal) -> bool:
+        """Remove the subject's identity and its indexes; False when there was none."""
+        ...
+
+
+class AccessTokens(Protocol):
+    """API tokens: only their hashes are kept."""
+
+    async def create(self, name: str, role: Role) -> str:
+        """Return the new token; it cannot be shown again."""
+        ...
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The token's principal, or None for unknown and revoked tokens."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,14 +13,47 @@ from .errors import (
     CertificationAlreadyUsed,
     CertificationExpired,
     CertificationNotCompleted,
+    Forbidden,
+    IdentityAlreadyBound,
+    IdentityNotFound,
     InvalidCertificationId,
     InvalidRequest,
     MerchantMismatch,
     MerchantUidRequired,
     PreparedRequestInvalid,
+    Unauthenticated,
 )
-from .model import PolicyContext, PolicyDecision, PreparedRequest
-from .ports import CertificationProvider, Clock, PolicyEvaluator, VerificationStore
+from .model import (
+    Certification,
+    Outcome,
+    PolicyContext,
+    PolicyDecision,
+    PolicyResult,
+    PreparedRequest,
+    Principal,
+    Role,
+    Verdict,
+    VerifiedIdentity,
+)
+from .ports import (
+    AccessTokens,
+    CertificationProvider,
+    Clock,
+    IdentityDirectory,
+    IdentityVault,
+    PolicyEvaluator,
+    VerificationStore,
+)
+
+# Binding a person to a subject is exclusive. When a concurrent verification bound the person first
+# and no policy turned the verdict away from allow, this result denies.
+BOUND_ELSEWHERE = PolicyResult(
+    policy="idgate",
+    version="1",
+    outcome=Outcome.DENY,
+    code="identity_bound_elsewhere",
+    message="this person was bound to another account by a concurrent verification",
+)
 
 # PortOne V1 ids are `imp_` followed by digits; 32 characters is generous and keeps log lines short.
 _IMP_UID = re.compile(r"imp_[0-9]{1,28}")
@@ -86,6 +120,7 @@ async def verify(
     subject: str | None,
     provider: CertificationProvider,
     store: VerificationStore,
+    identities: IdentityDirectory,
     policies: PolicyEvaluator,
     clock: Clock,
     rules: VerificationRules,
@@ -121,23 +156,70 @@ async def verify(
     if now - certification.certified_at > rules.max_certification_age:
         raise CertificationExpired("this verification is too old to be used; ask the user to verify again.")
 
-    results = tuple(await policies.evaluate(certification, PolicyContext(subject=subject, now=now)))
-    decision = PolicyDecision(
-        decision_id=new_decision_id(now),
-        imp_uid=imp_uid,
-        subject=subject,
+    context = PolicyContext(subject=subject, now=now, identities=identities)
+    prepared = merchant_uid if rules.require_prepare else None
+    decision = _decision(certification, await policies.evaluate(certification, context), context, policies)
+    try:
+        await store.record_verification(
+            decision=decision, certification=certification, prepared_merchant_uid=prepared
+        )
+    except IdentityAlreadyBound:
+        # Someone bound this person between our policy run and our commit. Decide again now that the
+        # binding is visible; only an allow stores the identity, so the second attempt cannot conflict.
+        results = list(await policies.evaluate(certification, context))
+        if combine(results) is Verdict.ALLOW:
+            results.append(BOUND_ELSEWHERE)
+        decision = _decision(certification, results, context, policies)
+        await store.record_verification(
+            decision=decision, certification=certification, prepared_merchant_uid=prepared
+        )
+    return decision
+
+
+def _decision(
+    certification: Certification,
+    results: Sequence[PolicyResult],
+    context: PolicyContext,
+    policies: PolicyEvaluator,
+) -> PolicyDecision:
+    return PolicyDecision(
+        decision_id=new_decision_id(context.now),
+        imp_uid=certification.imp_uid,
+        subject=context.subject,
         verdict=combine(results),
-        results=results,
-        decided_at=now,
+        results=tuple(results),
+        decided_at=context.now,
         policy_set=policies.policy_set,
         provider=certification.provider,
     )
-    await store.record_verification(
-        decision=decision,
-        certification=certification,
-        prepared_merchant_uid=merchant_uid if rules.require_prepare else None,
-    )
-    return decision
+
+
+async def authorize(token: str | None, role: Role, *, tokens: AccessTokens) -> Principal:
+    """The caller behind `token`, if it holds `role`. Roles are capabilities, not ranks."""
+    if not token:
+        raise Unauthenticated(
+            "send an API token as `Authorization: Bearer <token>` (see `idgate tokens create`)."
+        )
+    principal = await tokens.authenticate(token)
+    if principal is None:
+        raise Unauthenticated("this API token is unknown or revoked; ask an operator for a valid one.")
+    if principal.role is not role:
+        raise Forbidden(f"this needs a token with role {role.value}; yours has role {principal.role.value}.")
+    return principal
+
+
+async def read_identity(subject: str, *, accessor: Principal, vault: IdentityVault) -> VerifiedIdentity:
+    validate_subject(subject)
+    identity = await vault.read_identity(subject, accessor)
+    if identity is None:
+        raise IdentityNotFound("no verified identity is bound to this subject.")
+    return identity
+
+
+async def erase_identity(subject: str, *, accessor: Principal, vault: IdentityVault) -> None:
+    validate_subject(subject)
+    if not await vault.erase_identity(subject, accessor):
+        raise IdentityNotFound("no verified identity is bound to this subject; nothing was erased.")
 
 
 async def _check_prepared(

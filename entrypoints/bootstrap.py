@@ -11,16 +11,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Protocol
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from idgate.adapters.clock import SystemClock
+from idgate.adapters.crypto import BlindIndexer, FieldCipher, KeyringSource
 from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
-from idgate.adapters.store import SqlVerificationStore, create_engine
+from idgate.adapters.store import (
+    IdentityCodec,
+    KeyMaintenance,
+    SqlAccessTokens,
+    SqlVerificationStore,
+    create_engine,
+)
 from idgate.domain import (
+    AccessTokens,
     CertificationProvider,
     Clock,
     ConfigurationError,
+    IdentityDirectory,
+    IdentityVault,
     PolicyEvaluator,
     VerificationStore,
 )
@@ -37,11 +50,18 @@ from .settings import Settings
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
+class IdentityStore(VerificationStore, IdentityDirectory, IdentityVault, Protocol):
+    """One store that serves all three ports, so that verification and binding share a transaction."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Container:
     settings: Settings
     provider: CertificationProvider
     store: VerificationStore
+    identities: IdentityDirectory
+    vault: IdentityVault
+    tokens: AccessTokens
     policies: PolicyEvaluator
     clock: Clock
     rules: VerificationRules
@@ -55,6 +75,10 @@ def require_credentials(settings: Settings) -> None:
             "(or imp_key/imp_secret under [portone] in idgate.toml). To try idgate without PortOne, "
             "run `idgate demo`: it runs everything against the built-in sandbox."
         )
+
+
+def keyring_source(settings: Settings) -> KeyringSource:
+    return KeyringSource(Path(settings.keyring.path))
 
 
 def verification_rules(settings: Settings) -> VerificationRules:
@@ -73,12 +97,51 @@ def build_policies(
     return PluginPolicyEvaluator(configure(catalog, settings.policies))
 
 
+def identity_codec(source: KeyringSource) -> IdentityCodec:
+    source.load()  # refuse to start without a usable keyring
+    return IdentityCodec(FieldCipher(source.current), BlindIndexer(source.current))
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the configured database with the schema in place, disposed of on exit."""
+    engine = create_engine(settings.database.url)
+    try:
+        await SqlVerificationStore.create_schema_on(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """What operator commands work with: stored identities and their keys."""
+
+    keyring: KeyringSource
+    vault: IdentityVault
+    keys: KeyMaintenance
+
+
+@contextlib.asynccontextmanager
+async def operations(settings: Settings) -> AsyncIterator[Operations]:
+    source = keyring_source(settings)
+    codec = identity_codec(source)
+    async with database(settings) as engine:
+        yield Operations(source, SqlVerificationStore(engine, codec), KeyMaintenance(engine, codec))
+
+
+@contextlib.asynccontextmanager
+async def token_store(settings: Settings) -> AsyncIterator[SqlAccessTokens]:
+    async with database(settings) as engine:
+        yield SqlAccessTokens(engine)
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
     *,
     provider: CertificationProvider | None = None,
-    store: VerificationStore | None = None,
+    store: IdentityStore | None = None,
     policies: PolicyEvaluator | None = None,
     clock: Clock | None = None,
 ) -> AsyncIterator[Container]:
@@ -87,11 +150,9 @@ async def running(
     async with contextlib.AsyncExitStack() as stack:
         if policies is None:
             policies = build_policies(settings)
+        engine = await stack.enter_async_context(database(settings))
         if store is None:
-            engine = create_engine(settings.database.url)
-            stack.push_async_callback(engine.dispose)
-            sql_store = SqlVerificationStore(engine)
-            await sql_store.create_schema()
+            sql_store = SqlVerificationStore(engine, identity_codec(keyring_source(settings)))
             readiness["store"] = sql_store.ping
             store = sql_store
         if provider is None:
@@ -113,6 +174,9 @@ async def running(
             settings=settings,
             provider=provider,
             store=store,
+            identities=store,
+            vault=store,
+            tokens=SqlAccessTokens(engine),
             policies=policies,
             clock=clock or SystemClock(),
             rules=verification_rules(settings),

@@ -5,9 +5,11 @@ to output and exit codes: 0 allow, 1 deny or review, 2 bad input or configuratio
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -16,12 +18,19 @@ import click
 import httpx
 import msgspec
 import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
+from idgate.adapters.crypto import Keyring
+from idgate.adapters.store import KeyUsage, TokenInfo
 from idgate.domain import (
     ConfigurationError,
     IdgateError,
     PolicyDecision,
+    Principal,
     ProviderUnavailable,
+    Role,
     StoreUnavailable,
     Verdict,
     services,
@@ -29,7 +38,7 @@ from idgate.domain import (
 from idgate.policies.engine import load_catalog, new_plugin_manager
 from idgate.sandbox import SandboxState, create_sandbox_app
 
-from .bootstrap import build_policies, require_credentials, running
+from .bootstrap import build_policies, keyring_source, operations, require_credentials, running, token_store
 from .http import create_app, decision_out
 from .servers import Listener, serve_forever, serving
 from .settings import DEFAULT_DATA_DIR, INIT_TEMPLATE, Settings, load_settings, with_overrides
@@ -160,8 +169,12 @@ def demo(ctx: click.Context, host: str, port: int, sandbox_port: int, check: boo
         base,
         portone={"url": sandbox_url, "imp_key": "sandbox_imp_key", "imp_secret": "sandbox_imp_secret"},
         database={"url": f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR}/demo.db"},
+        keyring={"path": f"{DEFAULT_DATA_DIR}/demo-keyring.json"},
         http={"demo_page": True, "sandbox_url": sandbox_url},
     )
+    demo_keys = keyring_source(settings)
+    if not demo_keys.from_environment and not demo_keys.path.exists():
+        demo_keys.save(Keyring.generate(), create=True)
 
     async def start() -> None:
         listeners = [
@@ -230,6 +243,7 @@ def verify(
                 subject=subject,
                 provider=c.provider,
                 store=c.store,
+                identities=c.identities,
                 policies=c.policies,
                 clock=c.clock,
                 rules=c.rules,
@@ -265,3 +279,197 @@ def list_policies(ctx: click.Context) -> None:
         click.echo(f"{name:<20} {definition.version:<8} {state:<9} {definition.summary}")
     for plugin in catalog.plugins:
         click.echo(f"  plugin {plugin.name} from {plugin.distribution} {plugin.version}")
+
+
+# ---- keys --------------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Manage the keyring that encrypts and indexes stored identities."""
+
+
+def _ring_name(index: bool) -> str:
+    return "index" if index else "encryption"
+
+
+@keys.command("generate")
+@click.pass_context
+def keys_generate(ctx: click.Context) -> None:
+    """Create a new keyring (never overwrites one)."""
+    source = keyring_source(_settings(ctx))
+    try:
+        source.save(Keyring.generate(), create=True)
+    except ConfigurationError as error:
+        _fail(error)
+    click.echo(f"wrote a new keyring to {source.path} (mode 0600); back it up somewhere safe")
+
+
+@keys.command("rotate")
+@click.option("--index", is_flag=True, help="Rotate the blind-index key instead of the encryption key.")
+@click.pass_context
+def keys_rotate(ctx: click.Context, index: bool) -> None:
+    """Add a new primary key; the old one stays readable until re-encrypted and retired."""
+    source = keyring_source(_settings(ctx))
+    try:
+        keyring = source.load()
+        if index:
+            rotated = Keyring(keyring.encryption, keyring.index.rotated())
+        else:
+            rotated = Keyring(keyring.encryption.rotated(), keyring.index)
+        source.save(rotated)
+    except ConfigurationError as error:
+        _fail(error)
+    primary = (rotated.index if index else rotated.encryption).primary.id
+    click.echo(
+        f"new primary {_ring_name(index)} key {primary}; new writes use it now. "
+        "Run `idgate keys reencrypt` to move the existing identities to it."
+    )
+
+
+@keys.command("reencrypt")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.pass_context
+def keys_reencrypt(ctx: click.Context, batch_size: int) -> None:
+    """Move every identity to the primary keys, in batches (safe to interrupt and run again)."""
+    settings = _settings(ctx)
+
+    async def reencrypt() -> tuple[int, float]:
+        async with operations(settings) as ops:
+            total = await ops.keys.pending()
+            started, rewritten, after = time.perf_counter(), 0, ""
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=Console(stderr=True)) as progress:
+                task = progress.add_task("re-encrypting identities", total=total)
+                while True:
+                    done, after = await ops.keys.reencrypt_batch(batch_size, after)
+                    if not after:
+                        break
+                    rewritten += done
+                    progress.update(task, completed=rewritten)
+            return rewritten, time.perf_counter() - started
+
+    rewritten, seconds = _run(reencrypt)
+    rate = rewritten / seconds if seconds > 0 else 0.0
+    click.echo(f"re-encrypted {rewritten} identities in {seconds:.1f} s ({rate:,.0f} rows/s)")
+
+
+@keys.command("status")
+@click.pass_context
+def keys_status(ctx: click.Context) -> None:
+    """Show each key's status and how many identities it covers."""
+    settings = _settings(ctx)
+
+    async def status() -> tuple[Keyring, KeyUsage]:
+        async with operations(settings) as ops:
+            return ops.keyring.load(), await ops.keys.usage()
+
+    keyring, usage = _run(status)
+    table = Table("ring", "key", "status", "identities")
+    for name, ring, counts in (
+        ("encryption", keyring.encryption, usage.by_encryption_key),
+        ("index", keyring.index, usage.by_index_key),
+    ):
+        for key in sorted(ring.keys.values(), key=lambda k: k.id):
+            table.add_row(name, str(key.id), key.status, str(counts.get(key.id, 0)))
+    Console().print(table)
+
+
+@keys.command("retire")
+@click.argument("key_id", type=int)
+@click.option("--index", is_flag=True, help="Retire a blind-index key instead of an encryption key.")
+@click.pass_context
+def keys_retire(ctx: click.Context, key_id: int, index: bool) -> None:
+    """Retire a key no identity needs any more (refused while one does)."""
+    settings = _settings(ctx)
+
+    async def retire() -> None:
+        async with operations(settings) as ops:
+            keyring = ops.keyring.load()
+            retired = (keyring.index if index else keyring.encryption).retired(key_id)  # refuses the primary
+            await ops.keys.check_retirable(_ring_name(index), key_id)
+            if index:
+                await ops.keys.drop_index_entries(key_id)
+                ops.keyring.save(Keyring(keyring.encryption, retired))
+            else:
+                ops.keyring.save(Keyring(retired, keyring.index))
+
+    _run(retire)
+    click.echo(f"retired {_ring_name(index)} key {key_id}")
+
+
+# ---- tokens ------------------------------------------------------------------------------------
+@main.group()
+def tokens() -> None:
+    """Manage API tokens (service: read identities; admin: erase; auditor: the decision log)."""
+
+
+@tokens.command("create")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--name", required=True, help="Who or what holds the token (shown in the access log).")
+@click.pass_context
+def tokens_create(ctx: click.Context, role: str, name: str) -> None:
+    """Create a token and print it once."""
+    settings = _settings(ctx)
+
+    async def create() -> str:
+        async with token_store(settings) as store:
+            return await store.create(name, Role(role))
+
+    token = _run(create)
+    click.echo(f"token for {name} (role {role}); it is shown only now:", err=True)
+    click.echo(token)
+
+
+@tokens.command("list")
+@click.pass_context
+def tokens_list(ctx: click.Context) -> None:
+    """List tokens (never the tokens themselves)."""
+    settings = _settings(ctx)
+
+    async def listed() -> list[TokenInfo]:
+        async with token_store(settings) as store:
+            return await store.list_tokens()
+
+    table = Table("name", "role", "created (UTC)", "revoked (UTC)")
+    for info in _run(listed):
+        revoked = f"{info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else ""
+        table.add_row(info.name, info.role.value, f"{info.created_at:%Y-%m-%d %H:%M}", revoked)
+    Console().print(table)
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@click.pass_context
+def tokens_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke a token by name."""
+    settings = _settings(ctx)
+
+    async def revoke() -> bool:
+        async with token_store(settings) as store:
+            return await store.revoke(name)
+
+    if not _run(revoke):
+        click.echo(f"error: no active token named {name!r}; see `idgate tokens list`.", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"revoked {name}")
+
+
+# ---- erasure -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--subject", required=True, help="The account whose verified identity is erased.")
+@click.pass_context
+def erase(ctx: click.Context, subject: str) -> None:
+    """Erase a subject's identity (decisions stay: they hold no personal data)."""
+    settings = _settings(ctx)
+    operator = Principal(name=f"cli:{getpass.getuser()}", role=Role.ADMIN)
+
+    async def go() -> None:
+        async with operations(settings) as ops:
+            await services.erase_identity(subject, accessor=operator, vault=ops.vault)
+
+    _run(go)
+    click.echo(f"erased the identity of {subject}")

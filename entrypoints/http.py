@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from string import Template
 from typing import Any
@@ -12,13 +12,13 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import structlog
-from litestar import Litestar, MediaType, Response, get, post
+from litestar import Litestar, MediaType, Response, delete, get, post
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromHeader, FromPath, FromQuery, JSONBody
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -31,13 +31,18 @@ from idgate.domain import (
     CertificationAlreadyUsed,
     CertificationNotFound,
     ConfigurationError,
+    Forbidden,
+    IdentityNotFound,
     IdgateError,
     InvalidRequest,
     PolicyDecision,
     ProviderTimeout,
     ProviderUnavailable,
+    Role,
     StoreUnavailable,
+    Unauthenticated,
     VerificationRejected,
+    VerifiedIdentity,
     services,
 )
 
@@ -49,7 +54,10 @@ log = structlog.get_logger("idgate.http")
 # Most specific first: the first matching class decides the status.
 _STATUS: tuple[tuple[type[IdgateError], int], ...] = (
     (InvalidRequest, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (CertificationNotFound, 404),
+    (IdentityNotFound, 404),
     (CertificationAlreadyUsed, 409),
     (VerificationRejected, 422),
     (ProviderTimeout, 504),
@@ -128,6 +136,7 @@ async def _verify(
         subject=subject,
         provider=container.provider,
         store=container.store,
+        identities=container.identities,
         policies=container.policies,
         clock=container.clock,
         rules=container.rules,
@@ -176,6 +185,59 @@ async def verify_redirect(
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:
     return url + ("&" if urlsplit(url).query else "?") + urlencode(params)
+
+
+class IdentityOut(msgspec.Struct, kw_only=True):
+    subject: str
+    name: str
+    birth_date: date
+    gender: str | None
+    phone: str | None
+    carrier: str | None
+    is_foreigner: bool | None
+    provider: str
+    certified_at: datetime
+
+
+def identity_out(identity: VerifiedIdentity) -> IdentityOut:
+    return IdentityOut(
+        subject=identity.subject,
+        name=identity.name,
+        birth_date=identity.birth_date,
+        gender=identity.gender.value if identity.gender else None,
+        phone=identity.phone,
+        carrier=identity.carrier.value if identity.carrier else None,
+        is_foreigner=identity.is_foreigner,
+        provider=identity.provider,
+        certified_at=identity.certified_at,
+    )
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+@get("/identities/{subject:str}", summary="Read the verified identity bound to a subject (role service)")
+async def read_identity(
+    container: NamedDependency[Container],
+    subject: FromPath[str],
+    authorization: FromHeader[str | None] = None,
+) -> IdentityOut:
+    accessor = await services.authorize(_bearer(authorization), Role.SERVICE, tokens=container.tokens)
+    return identity_out(await services.read_identity(subject, accessor=accessor, vault=container.vault))
+
+
+@delete("/identities/{subject:str}", status_code=204, summary="Erase a subject's identity (role admin)")
+async def erase_identity(
+    container: NamedDependency[Container],
+    subject: FromPath[str],
+    authorization: FromHeader[str | None] = None,
+) -> None:
+    accessor = await services.authorize(_bearer(authorization), Role.ADMIN, tokens=container.tokens)
+    await services.erase_identity(subject, accessor=accessor, vault=container.vault)
+    log.info("identity_erased", by=accessor.name)
 
 
 @get("/healthz", summary="Liveness")
@@ -263,6 +325,8 @@ def create_app(settings: Settings, **ports: Any) -> Litestar:
             prepare_certification,
             verify_certification,
             verify_redirect,
+            read_identity,
+            erase_identity,
             healthz,
             readyz,
             demo_page,

@@ -18,7 +18,7 @@ from idgate.domain import ConfigurationError
 
 DEFAULT_DATA_DIR = Path(".idgate")
 # Environment variables that are not settings overrides but are read elsewhere.
-_NOT_OVERRIDES = frozenset({"IDGATE_CONFIG"})
+_NOT_OVERRIDES = frozenset({"IDGATE_CONFIG", "IDGATE_KEYRING"})
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -42,6 +42,11 @@ class DatabaseSettings(_Section, frozen=True):
     url: str = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR}/idgate.db"
 
 
+class KeyringSettings(_Section, frozen=True):
+    # IDGATE_KEYRING (the base64 of the keyring JSON) takes precedence over the file.
+    path: str = f"{DEFAULT_DATA_DIR}/keyring.json"
+
+
 class VerificationSettings(_Section, frozen=True):
     require_prepare: bool = True
     prepare_ttl_seconds: int = 900
@@ -57,12 +62,16 @@ class HttpSettings(_Section, frozen=True):
 
 
 def _default_policies() -> dict[str, dict[str, Any]]:
-    return {"age_limit": {"min_age": 19, "method": "international"}}
+    return {
+        "age_limit": {"min_age": 19, "method": "international"},
+        "duplicate_identity": {"on_bound": "deny", "without_ci": "di"},
+    }
 
 
 class Settings(_Section, frozen=True):
     portone: PortOneSettings = PortOneSettings()
     database: DatabaseSettings = DatabaseSettings()
+    keyring: KeyringSettings = KeyringSettings()
     verification: VerificationSettings = VerificationSettings()
     http: HttpSettings = HttpSettings()
     policies: dict[str, dict[str, Any]] = msgspec.field(default_factory=_default_policies)
@@ -71,6 +80,7 @@ class Settings(_Section, frozen=True):
 _SECTIONS: dict[str, type[_Section]] = {
     "portone": PortOneSettings,
     "database": DatabaseSettings,
+    "keyring": KeyringSettings,
     "verification": VerificationSettings,
     "http": HttpSettings,
 }
@@ -167,6 +177,12 @@ attempts = 3            # tries for a lookup on connection errors and 5xx
 [database]
 url = "sqlite+aiosqlite:///.idgate/idgate.db"
 
+[keyring]
+# Encryption and blind-index keys for the stored identities (mode 0600; `idgate keys generate`).
+# IDGATE_KEYRING, the base64 of this file's content, takes precedence. Back it up: without it the
+# stored identities cannot be read.
+path = ".idgate/keyring.json"
+
 [verification]
 # Require every verification to carry a merchant_uid issued by POST /certifications/prepare and
 # recorded by PortOne for that imp_uid. This stops an imp_uid stolen from, or replayed into, another
@@ -186,4 +202,8 @@ deny_url = ""           # ... and on deny, review or error
 [policies.age_limit]
 min_age = 19
 method = "international"   # 만 나이; "year" for 연 나이 (Youth Protection Act)
+
+[policies.duplicate_identity]
+on_bound = "deny"          # or "review": the person is already bound to another account
+without_ci = "di"          # no CI (some Kakao certificates): "di" fallback, "abstain" or "deny"
 """

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
+from idgate.adapters.crypto import Keyring, KeyringSource
 from idgate.entrypoints.http import create_app
 from idgate.entrypoints.servers import Listener, serving
 from idgate.entrypoints.settings import Settings, load_settings, with_overrides
@@ -87,7 +88,10 @@ def settings_for(tmp_path: Path) -> SettingsFactory:
                 "read_timeout": 2.0,
             },
             database={"url": f"sqlite+aiosqlite:///{tmp_path}/idgate.db"},
+            keyring={"path": str(tmp_path / "keyring.json")},
         )
+        if not (tmp_path / "keyring.json").exists():
+            KeyringSource(tmp_path / "keyring.json", {}).save(Keyring.generate(), create=True)
         return with_overrides(base, **sections) if sections else base
 
     return make

@@ -14,11 +14,15 @@ from idgate.domain import (
     CertificationAlreadyUsed,
     CertificationNotFound,
     Gender,
+    IdentityAlreadyBound,
     Outcome,
     PolicyContext,
     PolicyDecision,
     PolicyResult,
     PreparedRequest,
+    Principal,
+    Verdict,
+    VerifiedIdentity,
 )
 from idgate.domain.services import validate_imp_uid
 
@@ -76,10 +80,14 @@ class FakeCertificationProvider:
 
 @dataclass
 class InMemoryVerificationStore:
+    """VerificationStore, IdentityDirectory and IdentityVault in memory, with the same binding rules."""
+
     prepared: dict[str, PreparedRequest] = field(default_factory=dict)
     used_prepared: set[str] = field(default_factory=set)
     consumed: set[str] = field(default_factory=set)
     decisions: list[PolicyDecision] = field(default_factory=list)
+    identities: dict[str, Certification] = field(default_factory=dict)  # by subject
+    access_log: list[tuple[str, str, str]] = field(default_factory=list)  # (actor, action, subject)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def save_prepared_request(self, request: PreparedRequest) -> None:
@@ -99,10 +107,38 @@ class InMemoryVerificationStore:
         async with self._lock:
             if decision.imp_uid in self.consumed or prepared_merchant_uid in self.used_prepared:
                 raise CertificationAlreadyUsed("already used")
+            subject = decision.subject
+            binds = decision.verdict is Verdict.ALLOW and subject is not None
+            if binds and certification.ci and any(
+                c.ci == certification.ci for s, c in self.identities.items() if s != subject
+            ):
+                raise IdentityAlreadyBound("bound elsewhere")
             self.consumed.add(decision.imp_uid)
             if prepared_merchant_uid is not None:
                 self.used_prepared.add(prepared_merchant_uid)
+            if binds and subject is not None:
+                self.identities[subject] = certification
             self.decisions.append(decision)
+
+    async def subjects_with_ci(self, ci: str) -> list[str]:
+        return sorted(s for s, c in self.identities.items() if c.ci == ci.strip())
+
+    async def subjects_with_di(self, di: str) -> list[str]:
+        return sorted(s for s, c in self.identities.items() if c.di == di.strip())
+
+    async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
+        c = self.identities.get(subject)
+        if c is None:
+            return None
+        self.access_log.append((accessor.name, "read", subject))
+        return VerifiedIdentity(
+            subject=subject, name=c.name, birth_date=c.birth_date, gender=c.gender, phone=c.phone,
+            carrier=c.carrier, is_foreigner=c.is_foreigner, provider=c.provider, certified_at=c.certified_at,
+        )
+
+    async def erase_identity(self, subject: str, accessor: Principal) -> bool:
+        self.access_log.append((accessor.name, "erase", subject))
+        return self.identities.pop(subject, None) is not None
 
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
         return next((d for d in self.decisions if d.decision_id == decision_id), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +17,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from idgate.adapters.crypto import same
 from idgate.domain import (
     Certification,
     CertificationAlreadyUsed,
     ConfigurationError,
+    IdentityAlreadyBound,
     Outcome,
     PolicyDecision,
     PolicyResult,
     PreparedRequest,
+    Principal,
     StoreUnavailable,
     Verdict,
+    VerifiedIdentity,
 )
 
-from .tables import ConsumedCertificationRow, DecisionRow, PreparedRequestRow
+from .identities import IdentityCodec
+from .tables import (
+    ConsumedCertificationRow,
+    DecisionRow,
+    IdentityAccessRow,
+    IdentityIndexRow,
+    IdentityRow,
+    PreparedRequestRow,
+)
 
 log = structlog.get_logger("idgate.store")
 
@@ -50,10 +62,10 @@ def create_engine(url: str) -> AsyncEngine:
                 raise StoreUnavailable(
                     f"cannot create the folder for the SQLite database ({exc.strerror}); fix [database] url."
                 ) from exc
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        engine = create_async_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(parsed, pool_pre_ping=True)
+    return create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -61,6 +73,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted identities must not linger in free pages; Debian's build defaults to it, others may not.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -77,11 +91,16 @@ async def _translated_errors() -> AsyncIterator[None]:
 
 
 class SqlVerificationStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    """Implements VerificationStore, IdentityDirectory and IdentityVault on one database, so that
+    consuming an imp_uid, binding the identity and appending the decision share one transaction."""
 
-    async def create_schema(self) -> None:
-        async with _translated_errors(), self._engine.begin() as connection:
+    def __init__(self, engine: AsyncEngine, codec: IdentityCodec) -> None:
+        self._engine = engine
+        self._codec = codec
+
+    @staticmethod
+    async def create_schema_on(engine: AsyncEngine) -> None:
+        async with _translated_errors(), engine.begin() as connection:
             await connection.run_sync(SQLModel.metadata.create_all)
 
     async def ping(self) -> None:
@@ -138,15 +157,94 @@ class SqlVerificationStore:
                     )
                 )
                 await session.flush()
-                if prepared_merchant_uid is not None:
-                    await self._use_prepared(session, prepared_merchant_uid, decision.decided_at)
-                session.add(_decision_row(decision))
-                await session.commit()
             except IntegrityError as exc:
                 await session.rollback()
                 raise CertificationAlreadyUsed(
                     "this imp_uid was already used for a decision; start a new verification in the browser."
                 ) from exc
+            if prepared_merchant_uid is not None:
+                await self._use_prepared(session, prepared_merchant_uid, decision.decided_at)
+            if decision.verdict is Verdict.ALLOW and decision.subject is not None:
+                await self._bind_identity(session, decision.subject, certification, decision.decided_at)
+            session.add(_decision_row(decision))
+            await session.commit()
+
+    async def _bind_identity(
+        self, session: AsyncSession, subject: str, certification: Certification, at: datetime
+    ) -> None:
+        previous = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
+        if previous is not None:  # re-verification: the new identity replaces the old one
+            await _delete_identity(session, previous.id)
+        row = self._codec.new_row(subject, certification, at)
+        session.add(row)
+        await session.flush()
+        values = {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
+        session.add_all(list(self._codec.index_rows(row, {**values, "name": None, "birth_date": None})))
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            await session.rollback()
+            raise IdentityAlreadyBound("this person is already bound to another subject.") from exc
+
+    # ---- IdentityDirectory --------------------------------------------------------------------
+    async def subjects_with_ci(self, ci: str) -> list[str]:
+        return await self._subjects_with("ci", ci)
+
+    async def subjects_with_di(self, di: str) -> list[str]:
+        return await self._subjects_with("di", di)
+
+    async def _subjects_with(self, kind: str, value: str) -> list[str]:
+        digests = self._codec.digests(kind, value)
+        matches = sa.or_(
+            *(
+                sa.and_(col(IdentityIndexRow.index_key_id) == key_id, col(IdentityIndexRow.digest) == digest)
+                for key_id, digest in digests.items()
+            )
+        )
+        query = (
+            select(IdentityRow)
+            .join(IdentityIndexRow, col(IdentityIndexRow.identity_id) == col(IdentityRow.id))
+            .where(IdentityIndexRow.kind == kind, matches)
+            .distinct()
+        )
+        async with _translated_errors(), self._session() as session:
+            rows = (await session.exec(query)).all()
+        wanted = self._codec.canonical(kind, value)
+        # The digest only points; the decrypted value decides, so a forged index row cannot match.
+        return sorted(
+            row.subject
+            for row in rows
+            if (found := self._codec.plaintexts(row)[kind]) is not None
+            and same(self._codec.canonical(kind, found), wanted)
+        )
+
+    # ---- IdentityVault ------------------------------------------------------------------------
+    async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
+        async with _translated_errors(), self._session() as session:
+            row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
+            if row is None:
+                return None
+            identity = self._codec.identity(row)
+            session.add(_access(accessor, "read", subject))
+            await session.commit()
+        return identity
+
+    async def erase_identity(self, subject: str, accessor: Principal) -> bool:
+        async with _translated_errors(), self._session() as session:
+            row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
+            if row is None:
+                return False
+            await _delete_identity(session, row.id)
+            session.add(_access(accessor, "erase", subject))
+            await session.commit()
+        await self.checkpoint()
+        return True
+
+    async def checkpoint(self) -> None:
+        """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
+        if self._engine.dialect.name == "sqlite":
+            async with _translated_errors(), self._engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @staticmethod
     async def _use_prepared(session: AsyncSession, merchant_uid: str, at: datetime) -> None:
@@ -168,6 +266,17 @@ class SqlVerificationStore:
                 await session.exec(select(DecisionRow).where(DecisionRow.decision_id == decision_id))
             ).first()
         return None if row is None else _decision_from_row(row)
+
+
+async def _delete_identity(session: AsyncSession, identity_id: str) -> None:
+    await session.exec(sa.delete(IdentityIndexRow).where(col(IdentityIndexRow.identity_id) == identity_id))
+    await session.exec(sa.delete(IdentityRow).where(col(IdentityRow.id) == identity_id))
+
+
+def _access(accessor: Principal, action: str, subject: str) -> IdentityAccessRow:
+    return IdentityAccessRow(
+        at=datetime.now(UTC), actor=accessor.name, role=accessor.role.value, action=action, subject=subject
+    )
 
 
 class _ResultRecord(msgspec.Struct, frozen=True):

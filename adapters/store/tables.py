@@ -65,3 +65,77 @@ class DecisionRow(SQLModel, table=True):
     results: str  # JSON array of policy results; holds no personal data
     policy_set: str = Field(max_length=80)
     decided_at: datetime = Field(sa_column=_utc(index=True))
+
+
+class IdentityRow(SQLModel, table=True):
+    """A verified identity bound to a subject. Identifying fields are envelopes (see adapters.crypto);
+    only non-identifying attributes are plaintext."""
+
+    __tablename__ = "identities"
+
+    id: str = Field(primary_key=True, max_length=36)  # a UUID made in the app: it is part of the AAD
+    subject: str = Field(max_length=128, unique=True)
+    key_id: int = Field(index=True)  # the encryption key of every envelope in the row (a hint; headers rule)
+    index_key_id: int = Field(index=True)  # the index key under which this row's digests are complete
+    ci: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    di: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    phone: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    name: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    birth_date: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    gender: str | None = Field(default=None, max_length=10)
+    is_foreigner: bool | None = None
+    carrier: str | None = Field(default=None, max_length=10)
+    provider: str = Field(max_length=40)
+    certified_at: datetime = Field(sa_column=_utc())
+    bound_at: datetime = Field(sa_column=_utc())
+
+
+class IdentityIndexRow(SQLModel, table=True):
+    """Blind-index digests: one row per (identity, kind, index key), so several index keys can coexist."""
+
+    __tablename__ = "identity_index"
+    __table_args__ = (
+        # One person binds to one subject: a CI digest appears once per index key. DI and phone repeat.
+        sa.Index(
+            "uq_identity_index_ci",
+            "kind",
+            "index_key_id",
+            "digest",
+            unique=True,
+            sqlite_where=sa.text("kind = 'ci'"),
+            postgresql_where=sa.text("kind = 'ci'"),
+        ),
+        sa.Index("ix_identity_index_lookup", "kind", "index_key_id", "digest"),
+    )
+
+    identity_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("identities.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    kind: str = Field(primary_key=True, max_length=8)
+    index_key_id: int = Field(primary_key=True)
+    digest: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class IdentityAccessRow(SQLModel, table=True):
+    """Who read or erased which subject's identity, and when."""
+
+    __tablename__ = "identity_access"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_utc(index=True))
+    actor: str = Field(max_length=80)
+    role: str = Field(max_length=10)
+    action: str = Field(max_length=10)
+    subject: str = Field(max_length=128, index=True)
+
+
+class ApiTokenRow(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    name: str = Field(primary_key=True, max_length=80)
+    role: str = Field(max_length=10)
+    token_hash: str = Field(max_length=64, unique=True)  # SHA-256 of the token; the token is never stored
+    created_at: datetime = Field(sa_column=_utc())
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

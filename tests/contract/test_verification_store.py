@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from idgate.adapters.store import SqlVerificationStore, create_engine
+from idgate.adapters.crypto import BlindIndexer, FieldCipher, Keyring, KeyringSource
+from idgate.adapters.store import IdentityCodec, SqlVerificationStore, create_engine
 from idgate.domain import (
     CertificationAlreadyUsed,
     Outcome,
@@ -28,9 +29,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield InMemoryVerificationStore()
         return
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/contract.db")
-    sql = SqlVerificationStore(engine)
-    await sql.create_schema()
-    yield sql
+    keys = KeyringSource(tmp_path / "keyring.json", {})
+    keys.save(Keyring.generate(), create=True)
+    await SqlVerificationStore.create_schema_on(engine)
+    yield SqlVerificationStore(engine, IdentityCodec(FieldCipher(keys.current), BlindIndexer(keys.current)))
     await engine.dispose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from idgate.adapters.crypto import Keyring, KeyringSource
 from tests.conftest import Sandbox
 
 IDGATE = str(Path(sys.executable).parent / "idgate")
@@ -49,7 +51,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    KeyringSource(tmp_path / "keyring.json", {}).save(Keyring.generate(), create=True)
     return {
+        "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
         "IDGATE_PORTONE_URL": sandbox.url,
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
@@ -162,9 +166,9 @@ async def served(env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, 
             process.kill()
             pytest.fail("idgate serve did not come up")
         yield client, process
-    if process.returncode is None:
+    with contextlib.suppress(ProcessLookupError):
         process.terminate()
-        await process.wait()
+    await process.wait()
 
 
 async def test_serve_end_to_end_without_personal_data_in_its_logs(
@@ -197,8 +201,8 @@ async def test_serve_end_to_end_without_personal_data_in_its_logs(
 async def test_demo_check_runs_the_whole_flow(tmp_path: Path) -> None:
     run = await idgate("demo", "--check", "--port", str(free_port()), "--sandbox-port", str(free_port()))
     assert run.code == 0, run
-    assert "adult → allow (age_limit=age_ok)" in run.out
-    assert "minor → deny (age_limit=under_age)" in run.out
+    assert "adult → allow (age_limit=age_ok, duplicate_identity=identity_unique)" in run.out
+    assert "minor → deny (age_limit=under_age, duplicate_identity=identity_unique)" in run.out
     assert "/demo" in run.out
     assert "curl -s -X POST" in run.out
     assert (tmp_path / ".idgate" / "demo.db").exists()

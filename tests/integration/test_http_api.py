@@ -48,7 +48,15 @@ async def test_an_adult_is_allowed_and_the_answer_holds_no_personal_data(
     assert set(decision) == {"decision_id", "verdict", "reasons", "imp_uid", "decided_at", "policy_set"}
     assert decision["verdict"] == "allow"
     assert decision["imp_uid"] == body["imp_uid"]
-    assert decision["reasons"] == [
+    assert decision["reasons"][1] == {
+        "policy": "duplicate_identity",
+        "version": "1.0.0",
+        "outcome": "allow",
+        "code": "identity_unique",
+        "message": "no other account for this person (CI)",
+        "enforced": True,
+    }
+    assert decision["reasons"][:1] == [
         {
             "policy": "age_limit",
             "version": "1.0.0",

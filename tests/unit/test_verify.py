@@ -58,6 +58,7 @@ class World:
             subject=subject,
             provider=self.provider,
             store=self.store,
+            identities=self.store,
             policies=self.policies,
             clock=self.clock,
             rules=self.rules,

@@ -1,0 +1,107 @@
+"""Mapping identities to encrypted rows and back. Plaintext exists only inside these functions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime
+
+from idgate.adapters.crypto import BlindIndexer, DecryptionError, FieldCipher, normalize
+from idgate.domain import Carrier, Certification, Gender, IdentityIntegrityError, VerifiedIdentity
+
+from .tables import IdentityIndexRow, IdentityRow
+
+TABLE = "identities"
+ENCRYPTED = ("ci", "di", "phone", "name", "birth_date")
+INDEXED = ("ci", "di", "phone")
+
+
+class IdentityCodec:
+    def __init__(self, cipher: FieldCipher, indexer: BlindIndexer) -> None:
+        self.cipher = cipher
+        self.indexer = indexer
+
+    def new_row(self, subject: str, certification: Certification, bound_at: datetime) -> IdentityRow:
+        row_id = uuid.uuid4()
+        values = _plaintexts(certification)
+        row = IdentityRow(
+            id=str(row_id),
+            subject=subject,
+            key_id=self.cipher.primary_key_id(),
+            index_key_id=self.indexer.primary_key_id(),
+            gender=certification.gender.value if certification.gender else None,
+            is_foreigner=certification.is_foreigner,
+            carrier=certification.carrier.value if certification.carrier else None,
+            provider=certification.provider,
+            certified_at=certification.certified_at,
+            bound_at=bound_at,
+            name=b"",
+            birth_date=b"",
+        )
+        self.seal_into(row, values)
+        return row
+
+    def seal_into(self, row: IdentityRow, values: dict[str, str | None]) -> None:
+        row_id = uuid.UUID(row.id).bytes
+        for column in ENCRYPTED:
+            value = values[column]
+            sealed = (
+                None
+                if value is None
+                else self.cipher.seal(value.encode(), table=TABLE, column=column, row_id=row_id)
+            )
+            setattr(row, column, sealed)
+        row.key_id = self.cipher.primary_key_id()
+
+    def index_rows(
+        self, row: IdentityRow, values: dict[str, str | None], *, only_key: int | None = None
+    ) -> Iterator[IdentityIndexRow]:
+        for kind in INDEXED:
+            value = values[kind]
+            if not value:
+                continue
+            for key_id, digest in self.indexer.digests(kind, value).items():
+                if only_key is None or key_id == only_key:
+                    yield IdentityIndexRow(identity_id=row.id, kind=kind, index_key_id=key_id, digest=digest)
+
+    def plaintexts(self, row: IdentityRow) -> dict[str, str | None]:
+        row_id = uuid.UUID(row.id).bytes
+        values: dict[str, str | None] = {}
+        try:
+            for column in ENCRYPTED:
+                envelope = getattr(row, column)
+                values[column] = (
+                    None
+                    if envelope is None
+                    else self.cipher.open(envelope, table=TABLE, column=column, row_id=row_id).decode()
+                )
+        except DecryptionError as exc:
+            raise IdentityIntegrityError(
+                f"a stored identity could not be decrypted ({exc}); it was altered, or the keyring is not the one it was written with."
+            ) from None
+        return values
+
+    def identity(self, row: IdentityRow) -> VerifiedIdentity:
+        values = self.plaintexts(row)
+        return VerifiedIdentity(
+            subject=row.subject,
+            name=values["name"] or "",
+            birth_date=date.fromisoformat(values["birth_date"] or ""),
+            gender=Gender(row.gender) if row.gender else None,
+            phone=values["phone"],
+            carrier=Carrier(row.carrier) if row.carrier else None,
+            is_foreigner=row.is_foreigner,
+            provider=row.provider,
+            certified_at=row.certified_at,
+        )
+
+    def digests(self, kind: str, value: str) -> dict[int, bytes]:
+        return self.indexer.digests(kind, value)
+
+    @staticmethod
+    def canonical(kind: str, value: str) -> bytes:
+        return normalize(kind, value)
+
+
+def _plaintexts(c: Certification) -> dict[str, str | None]:
+    return {"ci": c.ci, "di": c.di, "phone": c.phone, "name": c.name, "birth_date": c.birth_date.isoformat()}

@@ -1,0 +1,137 @@
+"""Key maintenance on stored identities: status, re-encryption and re-indexing, retiring keys.
+
+Re-encryption is stateless and therefore resumable: each batch takes the rows whose envelopes or
+index entries are not yet under the primary keys, rewrites them, and commits. A killed run simply
+finds fewer rows next time. Each row is updated only if it is still the version that was read
+(compare-and-swap on its key ids), so a verification that rebinds a subject meanwhile is never undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from idgate.domain import ConfigurationError
+
+from .identities import IdentityCodec
+from .sql import _translated_errors
+from .tables import IdentityIndexRow, IdentityRow
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    identities: int
+    by_encryption_key: dict[int, int]
+    by_index_key: dict[int, int]  # identities whose digests are complete under each index key
+    index_rows: dict[int, int]
+
+
+class KeyMaintenance:
+    def __init__(self, engine: AsyncEngine, codec: IdentityCodec) -> None:
+        self._engine = engine
+        self._codec = codec
+
+    def _session(self) -> AsyncSession:
+        return AsyncSession(self._engine, expire_on_commit=False)
+
+    async def usage(self) -> KeyUsage:
+        async with _translated_errors(), self._session() as session:
+            total = (await session.exec(select(func.count()).select_from(IdentityRow))).one()
+            by_key = (
+                await session.exec(select(IdentityRow.key_id, func.count()).group_by(col(IdentityRow.key_id)))
+            ).all()
+            by_index = (
+                await session.exec(
+                    select(IdentityRow.index_key_id, func.count()).group_by(col(IdentityRow.index_key_id))
+                )
+            ).all()
+            index_rows = (
+                await session.exec(
+                    select(IdentityIndexRow.index_key_id, func.count()).group_by(
+                        col(IdentityIndexRow.index_key_id)
+                    )
+                )
+            ).all()
+        return KeyUsage(total, dict(by_key), dict(by_index), dict(index_rows))
+
+    def _outdated(self) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            col(IdentityRow.key_id) != self._codec.cipher.primary_key_id(),
+            col(IdentityRow.index_key_id) != self._codec.indexer.primary_key_id(),
+        )
+
+    async def pending(self) -> int:
+        async with _translated_errors(), self._session() as session:
+            return (
+                await session.exec(select(func.count()).select_from(IdentityRow).where(self._outdated()))
+            ).one()
+
+    async def reencrypt_batch(self, limit: int, after: str = "") -> tuple[int, str]:
+        """Bring up to `limit` outdated rows (ids after `after`) under the primary keys, in one transaction.
+
+        Returns how many rows were rewritten and the last id looked at ("" when nothing was left).
+        """
+        primary_index = self._codec.indexer.primary_key_id()
+        async with _translated_errors(), self._session() as session:
+            rows = (
+                await session.exec(
+                    select(IdentityRow)
+                    .where(self._outdated(), col(IdentityRow.id) > after)
+                    .order_by(col(IdentityRow.id))
+                    .limit(limit)
+                )
+            ).all()
+            done = 0
+            for row in rows:
+                values = self._codec.plaintexts(row)
+                old_key, old_index = row.key_id, row.index_key_id
+                self._codec.seal_into(row, values)
+                swapped = await session.exec(
+                    sa.update(IdentityRow)
+                    .where(col(IdentityRow.id) == row.id, col(IdentityRow.key_id) == old_key)
+                    .where(col(IdentityRow.index_key_id) == old_index)
+                    .values(
+                        ci=row.ci,
+                        di=row.di,
+                        phone=row.phone,
+                        name=row.name,
+                        birth_date=row.birth_date,
+                        key_id=row.key_id,
+                        index_key_id=primary_index,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if swapped.rowcount != 1:
+                    continue  # rebound or erased meanwhile: the newer version is already current
+                if old_index != primary_index:
+                    await session.exec(
+                        sa.delete(IdentityIndexRow).where(
+                            col(IdentityIndexRow.identity_id) == row.id,
+                            col(IdentityIndexRow.index_key_id) == primary_index,
+                        )
+                    )
+                    session.add_all(list(self._codec.index_rows(row, values, only_key=primary_index)))
+                done += 1
+            await session.commit()
+        return done, rows[-1].id if rows else ""
+
+    async def check_retirable(self, ring: str, key_id: int) -> None:
+        """Refuse to retire a key that still protects or indexes a row."""
+        usage = await self.usage()
+        in_use = (usage.by_encryption_key if ring == "encryption" else usage.by_index_key).get(key_id, 0)
+        if in_use:
+            raise ConfigurationError(
+                f"{ring} key {key_id} still covers {in_use} identities; run `idgate keys reencrypt` first."
+            )
+
+    async def drop_index_entries(self, key_id: int) -> int:
+        async with _translated_errors(), self._session() as session:
+            result = await session.exec(
+                sa.delete(IdentityIndexRow).where(col(IdentityIndexRow.index_key_id) == key_id)
+            )
+            await session.commit()
+        return int(result.rowcount)

@@ -1,0 +1,77 @@
+"""API tokens. Only a SHA-256 of each token is stored: tokens are 256-bit random, so a plain hash
+cannot be reversed, and lookups stay a single indexed query."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from idgate.domain import InvalidRequest, Principal, Role
+
+from .sql import _translated_errors
+from .tables import ApiTokenRow
+
+TOKEN_PREFIX = "idgt_"  # noqa: S105 - a recognisable prefix, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SqlAccessTokens:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def _session(self) -> AsyncSession:
+        return AsyncSession(self._engine, expire_on_commit=False)
+
+    async def create(self, name: str, role: Role) -> str:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = ApiTokenRow(name=name, role=role.value, token_hash=_hash(token), created_at=datetime.now(UTC))
+        async with _translated_errors(), self._session() as session:
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise InvalidRequest(f"a token named {name!r} already exists; pick another name.") from None
+        return token
+
+    async def authenticate(self, token: str) -> Principal | None:
+        async with _translated_errors(), self._session() as session:
+            row = (
+                await session.exec(select(ApiTokenRow).where(ApiTokenRow.token_hash == _hash(token)))
+            ).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        return Principal(name=row.name, role=Role(row.role))
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        async with _translated_errors(), self._session() as session:
+            rows = (await session.exec(select(ApiTokenRow).order_by(col(ApiTokenRow.created_at)))).all()
+        return [TokenInfo(r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]
+
+    async def revoke(self, name: str) -> bool:
+        async with _translated_errors(), self._session() as session:
+            result = await session.exec(
+                sa.update(ApiTokenRow)
+                .where(col(ApiTokenRow.name) == name, col(ApiTokenRow.revoked_at).is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            await session.commit()
+        return bool(result.rowcount)
