@@ -279,6 +279,7 @@ def _domain_problem(error: IdgateError) -> ProblemDetailsException:
         title=error.code.replace("_", " "),
         detail=error.message,
         extra={"code": error.code},
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
     )
 
 

@@ -109,8 +109,10 @@ class InMemoryVerificationStore:
                 raise CertificationAlreadyUsed("already used")
             subject = decision.subject
             binds = decision.verdict is Verdict.ALLOW and subject is not None
-            if binds and certification.ci and any(
-                c.ci == certification.ci for s, c in self.identities.items() if s != subject
+            if (
+                binds
+                and certification.ci
+                and any(c.ci == certification.ci for s, c in self.identities.items() if s != subject)
             ):
                 raise IdentityAlreadyBound("bound elsewhere")
             self.consumed.add(decision.imp_uid)
@@ -132,8 +134,15 @@ class InMemoryVerificationStore:
             return None
         self.access_log.append((accessor.name, "read", subject))
         return VerifiedIdentity(
-            subject=subject, name=c.name, birth_date=c.birth_date, gender=c.gender, phone=c.phone,
-            carrier=c.carrier, is_foreigner=c.is_foreigner, provider=c.provider, certified_at=c.certified_at,
+            subject=subject,
+            name=c.name,
+            birth_date=c.birth_date,
+            gender=c.gender,
+            phone=c.phone,
+            carrier=c.carrier,
+            is_foreigner=c.is_foreigner,
+            provider=c.provider,
+            certified_at=c.certified_at,
         )
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:

@@ -38,20 +38,19 @@ class IdentityCodec:
             name=b"",
             birth_date=b"",
         )
-        self.seal_into(row, values)
+        for column, envelope in self.sealed(row.id, values).items():  # a new row: no session sees this yet
+            setattr(row, column, envelope)
         return row
 
-    def seal_into(self, row: IdentityRow, values: dict[str, str | None]) -> None:
-        row_id = uuid.UUID(row.id).bytes
-        for column in ENCRYPTED:
-            value = values[column]
-            sealed = (
-                None
-                if value is None
-                else self.cipher.seal(value.encode(), table=TABLE, column=column, row_id=row_id)
-            )
-            setattr(row, column, sealed)
-        row.key_id = self.cipher.primary_key_id()
+    def sealed(self, row_id: str, values: dict[str, str | None]) -> dict[str, bytes | None]:
+        """Fresh envelopes of every encrypted column under the primary key, bound to the row id."""
+        row = uuid.UUID(row_id).bytes
+        return {
+            column: None
+            if (value := values[column]) is None
+            else self.cipher.seal(value.encode(), table=TABLE, column=column, row_id=row)
+            for column in ENCRYPTED
+        }
 
     def index_rows(
         self, row: IdentityRow, values: dict[str, str | None], *, only_key: int | None = None

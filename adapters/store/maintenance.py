@@ -85,29 +85,22 @@ class KeyMaintenance:
                     .limit(limit)
                 )
             ).all()
+            primary_key = self._codec.cipher.primary_key_id()
             done = 0
             for row in rows:
                 values = self._codec.plaintexts(row)
-                old_key, old_index = row.key_id, row.index_key_id
-                self._codec.seal_into(row, values)
                 swapped = await session.exec(
                     sa.update(IdentityRow)
-                    .where(col(IdentityRow.id) == row.id, col(IdentityRow.key_id) == old_key)
-                    .where(col(IdentityRow.index_key_id) == old_index)
+                    .where(col(IdentityRow.id) == row.id, col(IdentityRow.key_id) == row.key_id)
+                    .where(col(IdentityRow.index_key_id) == row.index_key_id)
                     .values(
-                        ci=row.ci,
-                        di=row.di,
-                        phone=row.phone,
-                        name=row.name,
-                        birth_date=row.birth_date,
-                        key_id=row.key_id,
-                        index_key_id=primary_index,
+                        **self._codec.sealed(row.id, values), key_id=primary_key, index_key_id=primary_index
                     )
                     .execution_options(synchronize_session=False)
                 )
                 if swapped.rowcount != 1:
                     continue  # rebound or erased meanwhile: the newer version is already current
-                if old_index != primary_index:
+                if row.index_key_id != primary_index:
                     await session.exec(
                         sa.delete(IdentityIndexRow).where(
                             col(IdentityIndexRow.identity_id) == row.id,

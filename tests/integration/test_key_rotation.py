@@ -1,0 +1,116 @@
+"""Rotation and re-encryption on a real SQLite file, while verifications keep arriving."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idgate.adapters.crypto import Keyring
+from idgate.entrypoints.bootstrap import Operations, operations
+from idgate.entrypoints.settings import Settings
+from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox, settings_for: SettingsFactory) -> Settings:
+    return settings_for(sandbox)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_api(settings) as client:
+        yield client
+
+
+async def bind(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: str) -> str:
+    answer = await api.post(
+        "/certifications", json=await prepared_certification(api, sandbox, person, subject)
+    )
+    verdict: str = answer.json()["verdict"]
+    return verdict
+
+
+def rotate(ops: Operations, *, index: bool = False) -> None:
+    keys = ops.keyring.load()
+    ops.keyring.save(
+        Keyring(keys.encryption, keys.index.rotated())
+        if index
+        else Keyring(keys.encryption.rotated(), keys.index)
+    )
+
+
+def key_ids(tmp_path: Path) -> set[tuple[int, int]]:
+    with sqlite3.connect(tmp_path / "idgate.db") as db:
+        return set(db.execute("select key_id, index_key_id from identities").fetchall())
+
+
+async def test_rotation_reencryption_and_retirement(
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, tmp_path: Path
+) -> None:
+    people = ["adult", "leap-day", "foreigner", "mvno", "inicis-no-di"]
+    for i, person in enumerate(people):
+        assert await bind(api, sandbox, person, f"acct-{i}") == "allow"
+    async with operations(settings) as ops:
+        rotate(ops)
+        rotate(ops, index=True)
+        await asyncio.sleep(1.1)  # the running server notices the new keyring within a second
+        # New writes use the new keys at once; old rows still read and still block duplicates.
+        assert await bind(api, sandbox, "no-phone", "acct-new") == "allow"
+        assert await bind(api, sandbox, "adult", "acct-dup") == "deny"
+        assert (await ops.keys.usage()).by_encryption_key == {1: 5, 2: 1}
+        with pytest.raises(Exception, match="still covers 5 identities"):
+            await ops.keys.check_retirable("encryption", 1)
+
+        # A batch at a time, abandoning the run halfway, as a killed job would.
+        done, _ = await ops.keys.reencrypt_batch(2)
+        assert (done, await ops.keys.pending()) == (2, 3)
+    async with operations(settings) as ops:  # a fresh process picks up where the last stopped
+        while (await ops.keys.reencrypt_batch(2))[1]:
+            pass
+        assert await ops.keys.pending() == 0
+        assert key_ids(tmp_path) == {(2, 2)}
+        assert (await ops.keys.reencrypt_batch(100)) == (0, "")  # a second run does nothing
+        await ops.keys.check_retirable("encryption", 1)
+        await ops.keys.check_retirable("index", 1)
+        assert await ops.keys.drop_index_entries(1) > 0
+        keys = ops.keyring.load()
+        ops.keyring.save(Keyring(keys.encryption.retired(1), keys.index.retired(1)))
+    await asyncio.sleep(1.1)
+    # Everything still reads and duplicates are still caught, with only the new keys left.
+    assert await bind(api, sandbox, "dual-phone-a", "acct-d1") == "allow"
+    assert await bind(api, sandbox, "dual-phone-b", "acct-d2") == "deny"
+    assert await bind(api, sandbox, "leap-day", "acct-dup2") == "deny"
+
+
+async def test_reencryption_is_safe_while_verifications_arrive(
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, tmp_path: Path
+) -> None:
+    persons = [p for p in sandbox.state.persons if p not in {"minor", "dual-phone-b"}]
+    for i, person in enumerate(persons):
+        await bind(api, sandbox, person, f"acct-{i}")
+    async with operations(settings) as ops:
+        rotate(ops)
+        await asyncio.sleep(1.1)
+
+        async def reencrypt() -> None:
+            after = ""
+            while True:
+                _, after = await ops.keys.reencrypt_batch(1, after)
+                if not after:
+                    return
+                await asyncio.sleep(0)
+
+        # Re-verifications rebind the same subjects (new rows) while the job rewrites the old ones.
+        rebinds = [bind(api, sandbox, person, f"acct-{i}") for i, person in enumerate(persons)]
+        results = await asyncio.gather(reencrypt(), *rebinds)
+        assert set(results[1:]) == {"allow"}
+        await reencrypt()
+        assert await ops.keys.pending() == 0
+    assert key_ids(tmp_path) == {(2, 1)}
+    with sqlite3.connect(tmp_path / "idgate.db") as db:
+        assert db.execute("select count(*) from identities").fetchone() == (len(persons),)
