@@ -7,9 +7,11 @@ import asyncio
 import base64
 import hashlib
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -29,6 +31,7 @@ from idgate.domain import (
 )
 from tests.fakes import T0, a_certification, a_result
 
+T = TypeVar("T")
 NAMES = ["홍길동", "김민지", "O'Brien Jr.", "", "가" * 60]
 SUBJECTS = [f"acct-{i}" for i in range(4)]
 OPERATOR = Principal(name="model", role=Role.ADMIN)
@@ -61,8 +64,8 @@ class IdentityStoreMachine(RuleBasedStateMachine):
         self.bound: dict[str, Certification] = {}  # the model: subject → person
         self.serial = 0
 
-    def run(self, coroutine: object) -> object:
-        return self.loop.run_until_complete(coroutine)  # type: ignore[arg-type]
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
         self.run(self.engine.dispose())
@@ -111,7 +114,7 @@ class IdentityStoreMachine(RuleBasedStateMachine):
 
     @rule()
     def reencrypt_all_and_retire_old_keys(self) -> None:
-        while self.run(self.jobs.reencrypt_batch(50))[1]:  # type: ignore[index]
+        while self.run(self.jobs.reencrypt_batch(50))[1]:
             pass
         assert self.run(self.jobs.pending()) == 0
         encryption, index = self.keys.encryption, self.keys.index
@@ -164,7 +167,7 @@ class IdentityStoreMachine(RuleBasedStateMachine):
                     person.name,
                     person.phone,
                     person.birth_date,
-                )  # type: ignore[attr-defined]
+                )
 
 
 TestIdentityStore = IdentityStoreMachine.TestCase
