@@ -103,9 +103,9 @@ def identity_codec(source: KeyringSource) -> IdentityCodec:
 
 
 @contextlib.asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+async def database(settings: Settings, *, write_transactions: bool = False) -> AsyncIterator[AsyncEngine]:
     """An engine on the configured database with the schema in place, disposed of on exit."""
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url, write_transactions=write_transactions)
     try:
         await SqlVerificationStore.create_schema_on(engine)
         yield engine
@@ -126,7 +126,7 @@ class Operations:
 async def operations(settings: Settings) -> AsyncIterator[Operations]:
     source = keyring_source(settings)
     codec = identity_codec(source)
-    async with database(settings) as engine:
+    async with database(settings, write_transactions=True) as engine:
         yield Operations(source, SqlVerificationStore(engine, codec), KeyMaintenance(engine, codec))
 
 

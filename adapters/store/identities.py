@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
 
 from idgate.adapters.crypto import BlindIndexer, DecryptionError, FieldCipher, normalize
 from idgate.domain import Carrier, Certification, Gender, IdentityIntegrityError, VerifiedIdentity
 
-from .tables import IdentityIndexRow, IdentityRow
+from .tables import IdentityRow
 
 TABLE = "identities"
 ENCRYPTED = ("ci", "di", "phone", "name", "birth_date")
@@ -52,18 +55,19 @@ class IdentityCodec:
             for column in ENCRYPTED
         }
 
-    def index_rows(
-        self, row: IdentityRow, values: dict[str, str | None], *, only_key: int | None = None
-    ) -> Iterator[IdentityIndexRow]:
+    def index_entries(
+        self, identity_id: str, values: dict[str, str | None], *, only_key: int | None = None
+    ) -> Iterator[dict[str, object]]:
+        """Rows for the identity_index table (as plain dicts, for one bulk INSERT)."""
         for kind in INDEXED:
-            value = values[kind]
+            value = values.get(kind)
             if not value:
                 continue
             for key_id, digest in self.indexer.digests(kind, value).items():
                 if only_key is None or key_id == only_key:
-                    yield IdentityIndexRow(identity_id=row.id, kind=kind, index_key_id=key_id, digest=digest)
+                    yield {"identity_id": identity_id, "kind": kind, "index_key_id": key_id, "digest": digest}
 
-    def plaintexts(self, row: IdentityRow) -> dict[str, str | None]:
+    def plaintexts(self, row: IdentityRow | sa.Row[Any]) -> dict[str, str | None]:
         row_id = uuid.UUID(row.id).bytes
         values: dict[str, str | None] = {}
         try:

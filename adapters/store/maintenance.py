@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from idgate.domain import ConfigurationError
+from idgate.domain import ConfigurationError, StoreUnavailable
 
-from .identities import IdentityCodec
+from .identities import ENCRYPTED, IdentityCodec
 from .sql import _translated_errors
-from .tables import IdentityIndexRow, IdentityRow
+from .tables import IDENTITIES, IDENTITY_INDEX, IdentityIndexRow, IdentityRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,43 +74,70 @@ class KeyMaintenance:
         """Bring up to `limit` outdated rows (ids after `after`) under the primary keys, in one transaction.
 
         Returns how many rows were rewritten and the last id looked at ("" when nothing was left).
+        Works on SQLAlchemy Core rows: building ORM objects cost ten times the cryptography.
         """
+        primary_key = self._codec.cipher.primary_key_id()
         primary_index = self._codec.indexer.primary_key_id()
-        async with _translated_errors(), self._session() as session:
+        identities = IDENTITIES
+        compare_and_swap = (
+            sa.update(identities)
+            .where(
+                identities.c.id == sa.bindparam("row_id"),
+                identities.c.key_id == sa.bindparam("old_key"),
+                identities.c.index_key_id == sa.bindparam("old_index"),
+            )
+            .values(
+                {
+                    **{c: sa.bindparam(f"new_{c}") for c in ENCRYPTED},
+                    "key_id": primary_key,
+                    "index_key_id": primary_index,
+                }
+            )
+        )
+        async with _translated_errors(), self._engine.begin() as connection:
             rows = (
-                await session.exec(
-                    select(IdentityRow)
-                    .where(self._outdated(), col(IdentityRow.id) > after)
-                    .order_by(col(IdentityRow.id))
+                await connection.execute(
+                    sa.select(identities)
+                    .where(self._outdated(), identities.c.id > after)
+                    .order_by(identities.c.id)
                     .limit(limit)
                 )
             ).all()
-            primary_key = self._codec.cipher.primary_key_id()
-            done = 0
-            for row in rows:
-                values = self._codec.plaintexts(row)
-                swapped = await session.exec(
-                    sa.update(IdentityRow)
-                    .where(col(IdentityRow.id) == row.id, col(IdentityRow.key_id) == row.key_id)
-                    .where(col(IdentityRow.index_key_id) == row.index_key_id)
-                    .values(
-                        **self._codec.sealed(row.id, values), key_id=primary_key, index_key_id=primary_index
-                    )
-                    .execution_options(synchronize_session=False)
+            if not rows:
+                return 0, ""
+            plaintexts = {row.id: self._codec.plaintexts(row) for row in rows}
+            swapped = await connection.execute(
+                compare_and_swap,
+                [
+                    {"row_id": row.id, "old_key": row.key_id, "old_index": row.index_key_id}
+                    | {f"new_{c}": v for c, v in self._codec.sealed(row.id, plaintexts[row.id]).items()}
+                    for row in rows
+                ],
+            )
+            if swapped.rowcount != len(rows):
+                # Cannot happen inside BEGIN IMMEDIATE (what `operations()` uses on SQLite); a database
+                # without it must lock the rows it reads. Rolling back keeps every row consistent.
+                raise StoreUnavailable(
+                    "identities changed during re-encryption; run `idgate keys reencrypt` again."
                 )
-                if swapped.rowcount != 1:
-                    continue  # rebound or erased meanwhile: the newer version is already current
-                if row.index_key_id != primary_index:
-                    await session.exec(
-                        sa.delete(IdentityIndexRow).where(
-                            col(IdentityIndexRow.identity_id) == row.id,
-                            col(IdentityIndexRow.index_key_id) == primary_index,
-                        )
+            reindexed = [row.id for row in rows if row.index_key_id != primary_index]
+            if reindexed:
+                index = IDENTITY_INDEX
+                await connection.execute(
+                    sa.delete(index).where(
+                        index.c.identity_id.in_(reindexed), index.c.index_key_id == primary_index
                     )
-                    session.add_all(list(self._codec.index_rows(row, values, only_key=primary_index)))
-                done += 1
-            await session.commit()
-        return done, rows[-1].id if rows else ""
+                )
+                entries = [
+                    entry
+                    for identity_id in reindexed
+                    for entry in self._codec.index_entries(
+                        identity_id, plaintexts[identity_id], only_key=primary_index
+                    )
+                ]
+                if entries:
+                    await connection.execute(sa.insert(IDENTITY_INDEX), entries)
+        return len(rows), rows[-1].id
 
     async def check_retirable(self, ring: str, key_id: int) -> None:
         """Refuse to retire a key that still protects or indexes a row."""

@@ -46,8 +46,13 @@ from .tables import (
 log = structlog.get_logger("idgate.store")
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; SQLite files get WAL, a busy timeout and their directory created."""
+def create_engine(url: str, *, write_transactions: bool = False) -> AsyncEngine:
+    """An async engine for `url`; SQLite files get WAL, a busy timeout and their directory created.
+
+    With `write_transactions`, every SQLite transaction starts as BEGIN IMMEDIATE: it takes the write
+    lock before its first read, so nothing can change between what a batch job reads and what it
+    writes, and it never fails to upgrade a stale read snapshot (which SQLite refuses at once).
+    """
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -64,6 +69,9 @@ def create_engine(url: str) -> AsyncEngine:
                 ) from exc
         engine = create_async_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if write_transactions:
+            event.listen(engine.sync_engine, "connect", _driver_autocommit)
+            event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
@@ -76,6 +84,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # Deleted identities must not linger in free pages; Debian's build defaults to it, others may not.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def _driver_autocommit(dbapi_connection: Any, _record: object) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event emits BEGIN instead
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextlib.asynccontextmanager
@@ -178,10 +194,14 @@ class SqlVerificationStore:
         row = self._codec.new_row(subject, certification, at)
         session.add(row)
         await session.flush()
-        values = {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
-        session.add_all(list(self._codec.index_rows(row, {**values, "name": None, "birth_date": None})))
+        entries = list(
+            self._codec.index_entries(
+                row.id, {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
+            )
+        )
         try:
-            await session.flush()
+            if entries:
+                await session.exec(sa.insert(IdentityIndexRow), params=entries)
         except IntegrityError as exc:
             await session.rollback()
             raise IdentityAlreadyBound("this person is already bound to another subject.") from exc

@@ -139,3 +139,8 @@ class ApiTokenRow(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)  # SHA-256 of the token; the token is never stored
     created_at: datetime = Field(sa_column=_utc())
     revoked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+# Core handles on the same tables, for bulk work where building ORM objects would dominate the cost.
+IDENTITIES = SQLModel.metadata.tables["identities"]
+IDENTITY_INDEX = SQLModel.metadata.tables["identity_index"]

@@ -57,7 +57,9 @@ class IdentityStoreMachine(RuleBasedStateMachine):
         self.folder = tempfile.TemporaryDirectory()
         self.keys = Keyring.generate()
         codec = IdentityCodec(FieldCipher(lambda: self.keys), BlindIndexer(lambda: self.keys))
-        self.engine = create_engine(f"sqlite+aiosqlite:///{Path(self.folder.name) / 'model.db'}")
+        self.engine = create_engine(
+            f"sqlite+aiosqlite:///{Path(self.folder.name) / 'model.db'}", write_transactions=True
+        )
         self.run(SqlVerificationStore.create_schema_on(self.engine))
         self.store = SqlVerificationStore(self.engine, codec)
         self.jobs = KeyMaintenance(self.engine, codec)
