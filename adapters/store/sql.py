@@ -264,7 +264,11 @@ class SqlVerificationStore:
         """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
         if self._engine.dialect.name == "sqlite":
             async with _translated_errors(), self._engine.connect() as connection:
-                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                # On the driver's connection: a checkpoint must run outside any transaction, and
+                # SQLAlchemy would open one (BEGIN IMMEDIATE on maintenance engines) around it.
+                raw = await connection.get_raw_connection()
+                driver: Any = raw.driver_connection
+                await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @staticmethod
     async def _use_prepared(session: AsyncSession, merchant_uid: str, at: datetime) -> None:
