@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from idgate.domain import (
+    Certification,
     CertificationAlreadyUsed,
     CertificationExpired,
     CertificationNotCompleted,
@@ -206,3 +207,39 @@ def test_certification_repr_carries_no_personal_data() -> None:
     text = repr(a_certification())
     for secret in ("홍길동", "01012345678", "ci-value", "di-value", "1990"):
         assert secret not in text
+
+
+class RaceLosingStore(InMemoryVerificationStore):
+    """Another verification binds the person just before our first commit."""
+
+    async def record_verification(
+        self, *, decision: PolicyDecision, certification: Certification, prepared_merchant_uid: str | None
+    ) -> None:
+        if not self.identities:
+            self.identities["someone-else"] = certification
+        await super().record_verification(
+            decision=decision, certification=certification, prepared_merchant_uid=prepared_merchant_uid
+        )
+
+
+async def test_losing_the_binding_race_is_decided_again_and_denied(world: World) -> None:
+    world.store = RaceLosingStore()
+    merchant_uid = await world.prepare("user-1")
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    world.policies.results = [a_result(Outcome.ALLOW)]  # no policy looks at bindings
+    decision = await world.verify("imp_100000000001", merchant_uid)
+    assert decision.verdict is Verdict.DENY
+    assert decision.results[-1] == services.BOUND_ELSEWHERE
+    assert len(world.policies.seen) == 2  # evaluated again after the conflict
+    assert world.store.decisions == [decision]
+    assert "user-1" not in world.store.identities
+
+
+async def test_a_review_after_the_race_stays_a_review(world: World) -> None:
+    world.store = RaceLosingStore()
+    merchant_uid = await world.prepare("user-1")
+    world.provider.add(a_certification(merchant_uid=merchant_uid))
+    world.policies.results = [a_result(Outcome.REVIEW)]
+    decision = await world.verify("imp_100000000001", merchant_uid)
+    assert decision.verdict is Verdict.REVIEW
+    assert services.BOUND_ELSEWHERE not in decision.results
