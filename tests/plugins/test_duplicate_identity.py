@@ -24,7 +24,7 @@ def directory() -> InMemoryVerificationStore:
 
 
 async def rule(
-    directory: InMemoryVerificationStore, subject: str, options: dict[str, Any], **cert: Any
+    directory: InMemoryVerificationStore, subject: str | None, options: dict[str, Any], **cert: Any
 ) -> Ruling:
     ruling: Ruling = await policy(**options)(
         a_certification(**cert), PolicyContext(subject=subject, now=T0, identities=directory)
