@@ -34,8 +34,10 @@ from idgate.domain import (
     ConfigurationError,
     IdentityDirectory,
     IdentityVault,
+    PolicyDecision,
     PolicyEvaluator,
     VerificationStore,
+    services,
 )
 from idgate.domain.services import VerificationRules
 from idgate.policies.engine import (
@@ -66,6 +68,20 @@ class Container:
     clock: Clock
     rules: VerificationRules
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+
+    async def verify(self, imp_uid: str, merchant_uid: str | None, subject: str | None) -> PolicyDecision:
+        """The verify use case wired to this container's ports."""
+        return await services.verify(
+            imp_uid=imp_uid,
+            merchant_uid=merchant_uid,
+            subject=subject,
+            provider=self.provider,
+            store=self.store,
+            identities=self.identities,
+            policies=self.policies,
+            clock=self.clock,
+            rules=self.rules,
+        )
 
 
 def require_credentials(settings: Settings) -> None:

@@ -237,17 +237,7 @@ def verify(
 
     async def decide() -> PolicyDecision:
         async with running(settings) as c:
-            return await services.verify(
-                imp_uid=imp_uid,
-                merchant_uid=merchant_uid,
-                subject=subject,
-                provider=c.provider,
-                store=c.store,
-                identities=c.identities,
-                policies=c.policies,
-                clock=c.clock,
-                rules=c.rules,
-            )
+            return await c.verify(imp_uid, merchant_uid, subject)
 
     decision = _run(decide)
     if as_json:

@@ -130,17 +130,7 @@ def decision_out(decision: PolicyDecision) -> DecisionOut:
 async def _verify(
     container: NamedDependency[Container], imp_uid: str, merchant_uid: str | None, subject: str | None
 ) -> PolicyDecision:
-    decision = await services.verify(
-        imp_uid=imp_uid,
-        merchant_uid=merchant_uid,
-        subject=subject,
-        provider=container.provider,
-        store=container.store,
-        identities=container.identities,
-        policies=container.policies,
-        clock=container.clock,
-        rules=container.rules,
-    )
+    decision = await container.verify(imp_uid, merchant_uid, subject)
     log.info("decision", decision_id=decision.decision_id, verdict=decision.verdict.value)
     return decision
 

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from idgate.entrypoints.settings import Settings
 from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def settings(sandbox: Sandbox, settings_for: SettingsFactory) -> Settings:
-    return settings_for(sandbox)
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as client:
-        yield client
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

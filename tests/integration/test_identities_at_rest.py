@@ -6,7 +6,6 @@ import asyncio
 import base64
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,6 @@ from idgate.adapters.store import SqlAccessTokens, create_engine
 from idgate.domain import Role
 from idgate.entrypoints.settings import Settings
 from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
-
-
-@pytest.fixture
-def settings(sandbox: Sandbox, settings_for: SettingsFactory) -> Settings:
-    return settings_for(sandbox)
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as client:
-        yield client
 
 
 async def verify(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,18 +12,7 @@ import pytest
 from idgate.adapters.crypto import Keyring
 from idgate.entrypoints.bootstrap import Operations, operations
 from idgate.entrypoints.settings import Settings
-from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
-
-
-@pytest.fixture
-def settings(sandbox: Sandbox, settings_for: SettingsFactory) -> Settings:
-    return settings_for(sandbox)
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_api(settings) as client:
-        yield client
+from tests.conftest import Sandbox, prepared_certification
 
 
 async def bind(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: str) -> str:
