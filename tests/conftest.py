@@ -15,7 +15,8 @@ from idgate.entrypoints.servers import Listener, serving
 from idgate.entrypoints.settings import Settings, load_settings, with_overrides
 from idgate.sandbox import SandboxState, create_sandbox_app
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The workplace's shared/ folder sits beside the checkout (CI clones it so); tests read it in place.
+SHARED = Path(os.environ.get("IDGATE_TEST_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
