@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -170,4 +170,3 @@ class PolicyContext:
     subject: str | None
     now: datetime
     identities: IdentityDirectory | None = None
-    extra: dict[str, str] = field(default_factory=dict)
