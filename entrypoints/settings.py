@@ -140,10 +140,9 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigurationError(f"[{section}] in the config file must be a table.")
-        field_type = _SECTIONS[section].__annotations__[key]
-        target[key] = (
-            [v.strip() for v in value.split(",") if v.strip()] if "list" in str(field_type) else value
-        )
+        # Lists (such as cors_origins) are written comma-separated; msgspec converts the rest from text.
+        is_list = isinstance(getattr(_SECTIONS[section](), key), list)
+        target[key] = [v.strip() for v in value.split(",") if v.strip()] if is_list else value
 
 
 def _readable(exc: msgspec.ValidationError) -> str:
