@@ -79,8 +79,6 @@ def load_persons(today: date) -> list[Person]:
             record["unique_key"] = entry["ci"]
         if "di" in entry:
             record["unique_in_site"] = entry["di"]
-        if record.get("foreigner_v2", False) is None:
-            record["foreigner_v2"] = None
         persons.append(Person(entry["id"], entry["label"], record))
     return persons
 

@@ -84,7 +84,7 @@ class FieldCipher:
         version, algorithm, key_id = HEADER.unpack_from(envelope)
         if (version, algorithm) != (VERSION, AES_256_GCM):
             raise DecryptionError(f"{where}: unknown envelope format {version}/{algorithm}")
-        key = self._key(key_id)
+        key = self._keyring().encryption.get(key_id)
         if key is None:
             raise DecryptionError(f"{where}: encryption key {key_id} is not in the keyring (or is retired)")
         nonce = envelope[HEADER.size : HEADER.size + NONCE_BYTES]
@@ -99,9 +99,6 @@ class FieldCipher:
     @staticmethod
     def key_id_of(envelope: bytes) -> int:
         return int(HEADER.unpack_from(envelope)[2])
-
-    def _key(self, key_id: int) -> Key | None:
-        return self._keyring().encryption.get(key_id)
 
 
 # ---- blind indexes --------------------------------------------------------------------------------
