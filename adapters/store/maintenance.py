@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from idgate.domain import ConfigurationError, StoreUnavailable
 
+from .errors import translated_errors
 from .identities import ENCRYPTED, IdentityCodec
-from .sql import _translated_errors
 from .tables import IDENTITIES, IDENTITY_INDEX, IdentityIndexRow, IdentityRow
 
 
@@ -39,7 +39,7 @@ class KeyMaintenance:
         return AsyncSession(self._engine, expire_on_commit=False)
 
     async def usage(self) -> KeyUsage:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             total = (await session.exec(select(func.count()).select_from(IdentityRow))).one()
             by_key = (
                 await session.exec(select(IdentityRow.key_id, func.count()).group_by(col(IdentityRow.key_id)))
@@ -65,7 +65,7 @@ class KeyMaintenance:
         )
 
     async def pending(self) -> int:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             return (
                 await session.exec(select(func.count()).select_from(IdentityRow).where(self._outdated()))
             ).one()
@@ -94,7 +94,7 @@ class KeyMaintenance:
                 }
             )
         )
-        async with _translated_errors(), self._engine.begin() as connection:
+        async with translated_errors(), self._engine.begin() as connection:
             rows = (
                 await connection.execute(
                     sa.select(identities)
@@ -149,7 +149,7 @@ class KeyMaintenance:
             )
 
     async def drop_index_entries(self, key_id: int) -> int:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             result = await session.exec(
                 sa.delete(IdentityIndexRow).where(col(IdentityIndexRow.index_key_id) == key_id)
             )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ import msgspec
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,6 +31,7 @@ from idgate.domain import (
     VerifiedIdentity,
 )
 
+from .errors import translated_errors
 from .identities import IdentityCodec
 from .tables import (
     ConsumedCertificationRow,
@@ -94,18 +93,6 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@contextlib.asynccontextmanager
-async def _translated_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except IntegrityError:
-        raise
-    except (DBAPIError, OSError) as exc:
-        # The driver's message can contain SQL parameters; only the type is logged.
-        log.error("store_error", error_type=type(exc).__name__)
-        raise StoreUnavailable("the database is unavailable; check [database] url and try again.") from exc
-
-
 class SqlVerificationStore:
     """Implements VerificationStore, IdentityDirectory and IdentityVault on one database, so that
     consuming an imp_uid, binding the identity and appending the decision share one transaction."""
@@ -116,18 +103,18 @@ class SqlVerificationStore:
 
     @staticmethod
     async def create_schema_on(engine: AsyncEngine) -> None:
-        async with _translated_errors(), engine.begin() as connection:
+        async with translated_errors(), engine.begin() as connection:
             await connection.run_sync(SQLModel.metadata.create_all)
 
     async def ping(self) -> None:
-        async with _translated_errors(), self._engine.connect() as connection:
+        async with translated_errors(), self._engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
 
     def _session(self) -> AsyncSession:
         return AsyncSession(self._engine, expire_on_commit=False)
 
     async def save_prepared_request(self, request: PreparedRequest) -> None:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             session.add(
                 PreparedRequestRow(
                     merchant_uid=request.merchant_uid,
@@ -139,7 +126,7 @@ class SqlVerificationStore:
             await session.commit()
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             row = await session.get(PreparedRequestRow, merchant_uid)
         if row is None or row.used_at is not None:
             return None
@@ -151,7 +138,7 @@ class SqlVerificationStore:
         )
 
     async def is_consumed(self, imp_uid: str) -> bool:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             return await session.get(ConsumedCertificationRow, imp_uid) is not None
 
     async def record_verification(
@@ -161,7 +148,7 @@ class SqlVerificationStore:
         certification: Certification,
         prepared_merchant_uid: str | None,
     ) -> None:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             try:
                 # The consumption row goes first: its primary key is the lock that makes a second,
                 # concurrent verification of the same imp_uid fail before anything else is written.
@@ -227,7 +214,7 @@ class SqlVerificationStore:
             .where(IdentityIndexRow.kind == kind, matches)
             .distinct()
         )
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             rows = (await session.exec(query)).all()
         wanted = self._codec.canonical(kind, value)
         # The digest only points; the decrypted value decides, so a forged index row cannot match.
@@ -240,7 +227,7 @@ class SqlVerificationStore:
 
     # ---- IdentityVault ------------------------------------------------------------------------
     async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
             if row is None:
                 return None
@@ -250,7 +237,7 @@ class SqlVerificationStore:
         return identity
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
             if row is None:
                 return False
@@ -263,7 +250,7 @@ class SqlVerificationStore:
     async def checkpoint(self) -> None:
         """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
         if self._engine.dialect.name == "sqlite":
-            async with _translated_errors(), self._engine.connect() as connection:
+            async with translated_errors(), self._engine.connect() as connection:
                 # On the driver's connection: a checkpoint must run outside any transaction, and
                 # SQLAlchemy would open one (BEGIN IMMEDIATE on maintenance engines) around it.
                 raw = await connection.get_raw_connection()
@@ -285,7 +272,7 @@ class SqlVerificationStore:
             )
 
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             row = (
                 await session.exec(select(DecisionRow).where(DecisionRow.decision_id == decision_id))
             ).first()

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from idgate.domain import InvalidRequest, Principal, Role
 
-from .sql import _translated_errors
+from .errors import translated_errors
 from .tables import ApiTokenRow
 
 TOKEN_PREFIX = "idgt_"  # noqa: S105 - a recognisable prefix, not a secret
@@ -44,7 +44,7 @@ class SqlAccessTokens:
     async def create(self, name: str, role: Role) -> str:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = ApiTokenRow(name=name, role=role.value, token_hash=_hash(token), created_at=datetime.now(UTC))
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             session.add(row)
             try:
                 await session.commit()
@@ -53,7 +53,7 @@ class SqlAccessTokens:
         return token
 
     async def authenticate(self, token: str) -> Principal | None:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             row = (
                 await session.exec(select(ApiTokenRow).where(ApiTokenRow.token_hash == _hash(token)))
             ).first()
@@ -62,12 +62,12 @@ class SqlAccessTokens:
         return Principal(name=row.name, role=Role(row.role))
 
     async def list_tokens(self) -> list[TokenInfo]:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             rows = (await session.exec(select(ApiTokenRow).order_by(col(ApiTokenRow.created_at)))).all()
         return [TokenInfo(r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]
 
     async def revoke(self, name: str) -> bool:
-        async with _translated_errors(), self._session() as session:
+        async with translated_errors(), self._session() as session:
             result = await session.exec(
                 sa.update(ApiTokenRow)
                 .where(col(ApiTokenRow.name) == name, col(ApiTokenRow.revoked_at).is_(None))
