@@ -143,13 +143,15 @@ async def operations(settings: Settings) -> AsyncIterator[Operations]:
     source = keyring_source(settings)
     codec = identity_codec(source)
     async with database(settings, write_transactions=True) as engine:
-        yield Operations(source, SqlVerificationStore(engine, codec), KeyMaintenance(engine, codec))
+        yield Operations(
+            source, SqlVerificationStore(engine, codec, SystemClock()), KeyMaintenance(engine, codec)
+        )
 
 
 @contextlib.asynccontextmanager
 async def token_store(settings: Settings) -> AsyncIterator[SqlAccessTokens]:
     async with database(settings) as engine:
-        yield SqlAccessTokens(engine)
+        yield SqlAccessTokens(engine, SystemClock())
 
 
 @contextlib.asynccontextmanager
@@ -163,12 +165,13 @@ async def running(
 ) -> AsyncIterator[Container]:
     """Build every port not passed in, yield the container, and close what was opened."""
     readiness: dict[str, ReadinessCheck] = {}
+    clock = clock or SystemClock()
     async with contextlib.AsyncExitStack() as stack:
         if policies is None:
             policies = build_policies(settings)
         engine = await stack.enter_async_context(database(settings))
         if store is None:
-            sql_store = SqlVerificationStore(engine, identity_codec(keyring_source(settings)))
+            sql_store = SqlVerificationStore(engine, identity_codec(keyring_source(settings)), clock)
             readiness["store"] = sql_store.ping
             store = sql_store
         if provider is None:
@@ -192,9 +195,9 @@ async def running(
             store=store,
             identities=store,
             vault=store,
-            tokens=SqlAccessTokens(engine),
+            tokens=SqlAccessTokens(engine, clock),
             policies=policies,
-            clock=clock or SystemClock(),
+            clock=clock,
             rules=verification_rules(settings),
             readiness=readiness,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from idgate.adapters.crypto import same
 from idgate.domain import (
     Certification,
     CertificationAlreadyUsed,
+    Clock,
     ConfigurationError,
     IdentityAlreadyBound,
     Outcome,
@@ -97,9 +98,10 @@ class SqlVerificationStore:
     """Implements VerificationStore, IdentityDirectory and IdentityVault on one database, so that
     consuming an imp_uid, binding the identity and appending the decision share one transaction."""
 
-    def __init__(self, engine: AsyncEngine, codec: IdentityCodec) -> None:
+    def __init__(self, engine: AsyncEngine, codec: IdentityCodec, clock: Clock) -> None:
         self._engine = engine
         self._codec = codec
+        self._clock = clock
 
     @staticmethod
     async def create_schema_on(engine: AsyncEngine) -> None:
@@ -232,7 +234,7 @@ class SqlVerificationStore:
             if row is None:
                 return None
             identity = self._codec.identity(row)
-            session.add(_access(accessor, "read", subject))
+            session.add(self._access(accessor, "read", subject))
             await session.commit()
         return identity
 
@@ -242,10 +244,19 @@ class SqlVerificationStore:
             if row is None:
                 return False
             await _delete_identity(session, row.id)
-            session.add(_access(accessor, "erase", subject))
+            session.add(self._access(accessor, "erase", subject))
             await session.commit()
         await self.checkpoint()
         return True
+
+    def _access(self, accessor: Principal, action: str, subject: str) -> IdentityAccessRow:
+        return IdentityAccessRow(
+            at=self._clock.now(),
+            actor=accessor.name,
+            role=accessor.role.value,
+            action=action,
+            subject=subject,
+        )
 
     async def checkpoint(self) -> None:
         """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
@@ -282,12 +293,6 @@ class SqlVerificationStore:
 async def _delete_identity(session: AsyncSession, identity_id: str) -> None:
     await session.exec(sa.delete(IdentityIndexRow).where(col(IdentityIndexRow.identity_id) == identity_id))
     await session.exec(sa.delete(IdentityRow).where(col(IdentityRow.id) == identity_id))
-
-
-def _access(accessor: Principal, action: str, subject: str) -> IdentityAccessRow:
-    return IdentityAccessRow(
-        at=datetime.now(UTC), actor=accessor.name, role=accessor.role.value, action=action, subject=subject
-    )
 
 
 class _ResultRecord(msgspec.Struct, frozen=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from idgate.domain import InvalidRequest, Principal, Role
+from idgate.domain import Clock, InvalidRequest, Principal, Role
 
 from .errors import translated_errors
 from .tables import ApiTokenRow
@@ -35,15 +35,16 @@ def _hash(token: str) -> str:
 
 
 class SqlAccessTokens:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self._engine = engine
+        self._clock = clock
 
     def _session(self) -> AsyncSession:
         return AsyncSession(self._engine, expire_on_commit=False)
 
     async def create(self, name: str, role: Role) -> str:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        row = ApiTokenRow(name=name, role=role.value, token_hash=_hash(token), created_at=datetime.now(UTC))
+        row = ApiTokenRow(name=name, role=role.value, token_hash=_hash(token), created_at=self._clock.now())
         async with translated_errors(), self._session() as session:
             session.add(row)
             try:
@@ -71,7 +72,7 @@ class SqlAccessTokens:
             result = await session.exec(
                 sa.update(ApiTokenRow)
                 .where(col(ApiTokenRow.name) == name, col(ApiTokenRow.revoked_at).is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                .values(revoked_at=self._clock.now())
             )
             await session.commit()
         return bool(result.rowcount)

@@ -20,7 +20,7 @@ from idgate.domain import (
     VerificationStore,
     new_decision_id,
 )
-from tests.fakes import T0, InMemoryVerificationStore, a_certification, a_result
+from tests.fakes import T0, FixedClock, InMemoryVerificationStore, a_certification, a_result
 
 
 @pytest.fixture(params=["fake", "sqlite"])
@@ -32,7 +32,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     keys = KeyringSource(tmp_path / "keyring.json", {})
     keys.save(Keyring.generate(), create=True)
     await SqlVerificationStore.create_schema_on(engine)
-    yield SqlVerificationStore(engine, IdentityCodec(FieldCipher(keys.current), BlindIndexer(keys.current)))
+    yield SqlVerificationStore(
+        engine, IdentityCodec(FieldCipher(keys.current), BlindIndexer(keys.current)), FixedClock()
+    )
     await engine.dispose()
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import structlog
 
+from idgate.adapters.clock import SystemClock
 from idgate.adapters.crypto import KeyringSource
 from idgate.adapters.store import SqlAccessTokens, create_engine
 from idgate.domain import Role
@@ -32,7 +33,7 @@ async def verify(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject:
 async def token(settings: Settings, role: Role, name: str) -> dict[str, str]:
     engine = create_engine(settings.database.url)
     try:
-        value = await SqlAccessTokens(engine).create(name, role)
+        value = await SqlAccessTokens(engine, SystemClock()).create(name, role)
     finally:
         await engine.dispose()
     return {"Authorization": f"Bearer {value}"}
@@ -168,7 +169,7 @@ async def test_reading_identities_needs_the_service_role(
 
     engine = create_engine(settings.database.url)
     try:
-        assert await SqlAccessTokens(engine).revoke("shop-backend")
+        assert await SqlAccessTokens(engine, SystemClock()).revoke("shop-backend")
     finally:
         await engine.dispose()
     assert (await api.get("/identities/acct-m", headers=service)).status_code == 401

@@ -29,7 +29,7 @@ from idgate.domain import (
     Verdict,
     new_decision_id,
 )
-from tests.fakes import T0, a_certification, a_result
+from tests.fakes import T0, FixedClock, a_certification, a_result
 
 T = TypeVar("T")
 NAMES = ["홍길동", "김민지", "O'Brien Jr.", "", "가" * 60]
@@ -61,7 +61,7 @@ class IdentityStoreMachine(RuleBasedStateMachine):
             f"sqlite+aiosqlite:///{Path(self.folder.name) / 'model.db'}", write_transactions=True
         )
         self.run(SqlVerificationStore.create_schema_on(self.engine))
-        self.store = SqlVerificationStore(self.engine, codec)
+        self.store = SqlVerificationStore(self.engine, codec, FixedClock())
         self.jobs = KeyMaintenance(self.engine, codec)
         self.bound: dict[str, Certification] = {}  # the model: subject → person
         self.serial = 0
