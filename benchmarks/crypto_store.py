@@ -114,7 +114,7 @@ async def reencryption_rate(
     print(f"\nfilled SQLite with {count:,} identities in {filled:.1f} s ({count / filled:,.0f} identities/s)")
 
     keys = holder["keys"]
-    holder["keys"] = Keyring(keys.encryption.rotated(), keys.index.rotated())
+    holder["keys"] = keys.rotated().rotated(index=True)
     jobs = KeyMaintenance(engine, codec)
     if await jobs.pending() != count:
         raise SystemExit("the rotation did not mark every identity as outdated")

@@ -300,15 +300,11 @@ def keys_rotate(ctx: click.Context, index: bool) -> None:
     """Add a new primary key; the old one stays readable until re-encrypted and retired."""
     source = keyring_source(_settings(ctx))
     try:
-        keyring = source.load()
-        if index:
-            rotated = Keyring(keyring.encryption, keyring.index.rotated())
-        else:
-            rotated = Keyring(keyring.encryption.rotated(), keyring.index)
+        rotated = source.load().rotated(index=index)
         source.save(rotated)
     except ConfigurationError as error:
         _fail(error)
-    primary = (rotated.index if index else rotated.encryption).primary.id
+    primary = rotated.ring(index=index).primary.id
     click.echo(
         f"new primary {_ring_name(index)} key {primary}; new writes use it now. "
         "Run `idgate keys reencrypt` to move the existing identities to it."
@@ -378,14 +374,11 @@ def keys_retire(ctx: click.Context, key_id: int, index: bool) -> None:
 
     async def retire() -> None:
         async with operations(settings) as ops:
-            keyring = ops.keyring.load()
-            retired = (keyring.index if index else keyring.encryption).retired(key_id)  # refuses the primary
+            retired = ops.keyring.load().retired(key_id, index=index)  # refuses the primary
             await ops.keys.check_retirable(_ring_name(index), key_id)
             if index:
                 await ops.keys.drop_index_entries(key_id)
-                ops.keyring.save(Keyring(keyring.encryption, retired))
-            else:
-                ops.keyring.save(Keyring(retired, keyring.index))
+            ops.keyring.save(retired)
 
     _run(retire)
     click.echo(f"retired {_ring_name(index)} key {key_id}")

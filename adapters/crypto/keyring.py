@@ -94,6 +94,23 @@ class Keyring:
             f"index primary={self.index.primary.id} of {len(self.index.keys)})"
         )
 
+    def ring(self, *, index: bool = False) -> Ring:
+        return self.index if index else self.encryption
+
+    def rotated(self, *, index: bool = False) -> Keyring:
+        """A new primary encryption (or index) key; the other ring is unchanged."""
+        return (
+            replace(self, index=self.index.rotated())
+            if index
+            else replace(self, encryption=self.encryption.rotated())
+        )
+
+    def retired(self, key_id: int, *, index: bool = False) -> Keyring:
+        """Key `key_id` of the encryption (or index) ring marked retired; refuses the primary."""
+        if index:
+            return replace(self, index=self.index.retired(key_id))
+        return replace(self, encryption=self.encryption.retired(key_id))
+
     @classmethod
     def generate(cls) -> Keyring:
         def fresh() -> Ring:

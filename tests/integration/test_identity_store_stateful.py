@@ -103,12 +103,7 @@ class IdentityStoreMachine(RuleBasedStateMachine):
 
     @rule(index=st.booleans())
     def rotate(self, index: bool) -> None:
-        keys = self.keys
-        self.keys = (
-            Keyring(keys.encryption, keys.index.rotated())
-            if index
-            else Keyring(keys.encryption.rotated(), keys.index)
-        )
+        self.keys = self.keys.rotated(index=index)
 
     @rule(batch=st.integers(1, 3))
     def reencrypt_one_batch(self, batch: int) -> None:
@@ -119,17 +114,13 @@ class IdentityStoreMachine(RuleBasedStateMachine):
         while self.run(self.jobs.reencrypt_batch(50))[1]:
             pass
         assert self.run(self.jobs.pending()) == 0
-        encryption, index = self.keys.encryption, self.keys.index
-        for key in list(encryption.keys.values()):
-            if key.status == "active":
-                self.run(self.jobs.check_retirable("encryption", key.id))
-                encryption = encryption.retired(key.id)
-        for key in list(index.keys.values()):
-            if key.status == "active":
-                self.run(self.jobs.check_retirable("index", key.id))
-                self.run(self.jobs.drop_index_entries(key.id))
-                index = index.retired(key.id)
-        self.keys = Keyring(encryption, index)
+        for index in (False, True):
+            for key in list(self.keys.ring(index=index).keys.values()):
+                if key.status == "active":
+                    self.run(self.jobs.check_retirable("index" if index else "encryption", key.id))
+                    if index:
+                        self.run(self.jobs.drop_index_entries(key.id))
+                    self.keys = self.keys.retired(key.id, index=index)
 
     @precondition(lambda self: bool(self.bound))
     @rule(data=st.data())

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idgate.adapters.crypto import Keyring
 from idgate.entrypoints.bootstrap import Operations, operations
 from idgate.entrypoints.settings import Settings
 from tests.conftest import Sandbox, prepared_certification
@@ -24,12 +23,7 @@ async def bind(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: s
 
 
 def rotate(ops: Operations, *, index: bool = False) -> None:
-    keys = ops.keyring.load()
-    ops.keyring.save(
-        Keyring(keys.encryption, keys.index.rotated())
-        if index
-        else Keyring(keys.encryption.rotated(), keys.index)
-    )
+    ops.keyring.save(ops.keyring.load().rotated(index=index))
 
 
 def key_ids(tmp_path: Path) -> set[tuple[int, int]]:
@@ -67,7 +61,7 @@ async def test_rotation_reencryption_and_retirement(
         await ops.keys.check_retirable("index", 1)
         assert await ops.keys.drop_index_entries(1) > 0
         keys = ops.keyring.load()
-        ops.keyring.save(Keyring(keys.encryption.retired(1), keys.index.retired(1)))
+        ops.keyring.save(keys.retired(1).retired(1, index=True))
     await asyncio.sleep(1.1)
     # Everything still reads and duplicates are still caught, with only the new keys left.
     assert await bind(api, sandbox, "dual-phone-a", "acct-d1") == "allow"

@@ -129,11 +129,11 @@ def test_old_keys_read_after_rotation_and_retired_keys_do_not() -> None:
     holder = {"keys": keys}
     cipher = FieldCipher(lambda: holder["keys"])
     old = cipher.seal(b"v", table="t", column="c", row_id=GOLDEN_ROW)
-    holder["keys"] = Keyring(keys.encryption.rotated(), keys.index)
+    holder["keys"] = keys.rotated()
     new = cipher.seal(b"v", table="t", column="c", row_id=GOLDEN_ROW)
     assert (FieldCipher.key_id_of(old), FieldCipher.key_id_of(new)) == (1, 2)
     assert cipher.open(old, table="t", column="c", row_id=GOLDEN_ROW) == b"v"
-    holder["keys"] = Keyring(holder["keys"].encryption.retired(1), keys.index)
+    holder["keys"] = holder["keys"].retired(1)
     with pytest.raises(DecryptionError, match="not in the keyring"):
         cipher.open(old, table="t", column="c", row_id=GOLDEN_ROW)
 
@@ -193,7 +193,7 @@ def test_index_kinds_are_separated(value: str) -> None:
 
 def test_rotating_the_index_key_keeps_old_digests_searchable() -> None:
     keys = Keyring.generate()
-    rotated = Keyring(keys.encryption, keys.index.rotated())
+    rotated = keys.rotated(index=True)
     before = BlindIndexer(lambda: keys).digests("ci", "CI==")
     after = BlindIndexer(lambda: rotated).digests("ci", "CI==")
     assert set(after) == {1, 2}
