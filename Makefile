@@ -6,11 +6,13 @@ PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do $$p -c '
 INSTALLED := $(VENV)/.installed
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: help demo test check lint typecheck arch pytest install clean
+.PHONY: help demo test test-fast lint typecheck arch pytest install clean
 
 help:
-	@echo "make demo   run the sandbox, the API and the demo page on SQLite under ./.idgate/"
-	@echo "make test   lint, type-check, check the layers and run every test"
+	@echo "make demo       run the sandbox, the API and the demo page on SQLite under ./.idgate/"
+	@echo "make test       lint, type-check, check the layers and run every test (what CI runs)"
+	@echo "make test-fast  unit, contract and plugin tests only: seconds, for the inner loop"
+	@echo "make lint | typecheck | arch | pytest   one part of make test"
 
 $(INSTALLED): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "idgate needs Python 3.11 or newer on PATH" >&2; exit 2; }
@@ -42,6 +44,9 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck arch pytest
+
+test-fast: install
+	$(BIN)/pytest -q tests/unit tests/contract tests/plugins
 
 clean:
 	rm -rf $(VENV) build .idgate .mypy_cache .pytest_cache .ruff_cache .hypothesis

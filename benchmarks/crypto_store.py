@@ -23,7 +23,8 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
-from idgate.adapters.crypto import BlindIndexer, FieldCipher, Keyring
+from idgate.adapters.clock import SystemClock
+from idgate.adapters.crypto import BlindIndexer, FieldCipher, Keyring, KeyringSource
 from idgate.adapters.store import IdentityCodec, KeyMaintenance, SqlVerificationStore, create_engine
 from idgate.adapters.store.tables import IDENTITIES, IDENTITY_INDEX
 from idgate.domain import Carrier, Certification, Gender
@@ -89,12 +90,12 @@ def cpu_costs(codec: IdentityCodec, count: int) -> None:
     print(f"  CI blind index for a lookup     {lookup * 1e6:8.2f} µs")
 
 
-async def reencryption_rate(
-    codec_for: Callable[[], Keyring], holder: dict[str, Keyring], count: int, batch: int
-) -> None:
+async def reencryption_rate(count: int, batch: int) -> None:
     folder = tempfile.TemporaryDirectory()
     engine = create_engine(f"sqlite+aiosqlite:///{Path(folder.name) / 'bench.db'}", write_transactions=True)
-    codec = IdentityCodec(FieldCipher(codec_for), BlindIndexer(codec_for))
+    source = KeyringSource(Path(folder.name) / "keyring.json")
+    source.save(Keyring.generate(), create=True)
+    codec = IdentityCodec(FieldCipher(source.current), BlindIndexer(source.current))
     await SqlVerificationStore.create_schema_on(engine)
 
     start = time.perf_counter()
@@ -113,17 +114,13 @@ async def reencryption_rate(
     filled = time.perf_counter() - start
     print(f"\nfilled SQLite with {count:,} identities in {filled:.1f} s ({count / filled:,.0f} identities/s)")
 
-    keys = holder["keys"]
-    holder["keys"] = keys.rotated().rotated(index=True)
-    jobs = KeyMaintenance(engine, codec)
+    jobs = KeyMaintenance(engine, source, SystemClock())  # what `idgate keys rotate|reencrypt` run
+    await jobs.rotate()
+    await jobs.rotate(index=True)
     if await jobs.pending() != count:
         raise SystemExit("the rotation did not mark every identity as outdated")
-    start, rewritten, after = time.perf_counter(), 0, ""
-    while True:
-        done, after = await jobs.reencrypt_batch(batch, after)
-        if not after:
-            break
-        rewritten += done
+    start = time.perf_counter()
+    rewritten = await jobs.reencrypt_all(batch_size=batch)
     seconds = time.perf_counter() - start
     if await jobs.pending() != 0 or rewritten != count:
         raise SystemExit(f"re-encryption left work undone ({rewritten:,} of {count:,})")
@@ -145,13 +142,9 @@ def main() -> None:
     parser.add_argument("--cpu-sample", type=int, default=10_000, help="identities per timing round")
     parser.add_argument("--batch", type=int, default=1_000, help="re-encryption batch size")
     args = parser.parse_args()
-    holder = {"keys": Keyring.generate()}
-
-    def current() -> Keyring:
-        return holder["keys"]
-
-    cpu_costs(IdentityCodec(FieldCipher(current), BlindIndexer(current)), args.cpu_sample)
-    asyncio.run(reencryption_rate(current, holder, args.identities, args.batch))
+    keys = Keyring.generate()
+    cpu_costs(IdentityCodec(FieldCipher(lambda: keys), BlindIndexer(lambda: keys)), args.cpu_sample)
+    asyncio.run(reencryption_rate(args.identities, args.batch))
 
 
 if __name__ == "__main__":

@@ -142,6 +142,27 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TokenInfo:
+    """What is known of an API token besides the token itself, which is never stored."""
+
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentityAccess:
+    """One read or erasure of a stored identity, and who made it."""
+
+    at: datetime
+    actor: str
+    role: Role
+    action: str  # "read" or "erase"
+    subject: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VerifiedIdentity:
     """The identity bound to a subject, as a product backend may read it back."""
 

@@ -8,12 +8,14 @@ from typing import Protocol
 
 from .model import (
     Certification,
+    IdentityAccess,
     PolicyContext,
     PolicyDecision,
     PolicyResult,
     PreparedRequest,
     Principal,
     Role,
+    TokenInfo,
     VerifiedIdentity,
 )
 
@@ -62,11 +64,21 @@ class Clock(Protocol):
 
 
 class PolicyEvaluator(Protocol):
-    """Runs every enabled policy; one failing policy yields an `error` result, never an exception."""
+    """Runs every enabled policy.
+
+    A policy that fails yields an `error` result (which denies), never an exception. A failure of
+    idgate's own ports that a policy called (the store, the keyring) is raised as the port raised it:
+    such a verification is not decided at all, and consumes nothing.
+    """
 
     @property
     def policy_set(self) -> str:
         """Digest of the enabled policies, their versions and options."""
+        ...
+
+    @property
+    def enabled(self) -> Sequence[str]:
+        """Names of the enabled policies, in the order they run."""
         ...
 
     async def evaluate(
@@ -88,7 +100,11 @@ class IdentityVault(Protocol):
     async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None: ...
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:
-        """Remove the subject's identity and its indexes; False when there was none."""
+        """Remove the subject's identity and its indexes; False when there was none (nothing recorded)."""
+        ...
+
+    async def accesses(self, subject: str) -> Sequence[IdentityAccess]:
+        """Every read and erasure of the subject's identity, oldest first."""
         ...
 
 
@@ -96,9 +112,17 @@ class AccessTokens(Protocol):
     """API tokens: only their hashes are kept."""
 
     async def create(self, name: str, role: Role) -> str:
-        """Return the new token; it cannot be shown again."""
+        """Return the new token; it cannot be shown again. Raises TokenNameTaken for a used name."""
         ...
 
     async def authenticate(self, token: str) -> Principal | None:
         """The token's principal, or None for unknown and revoked tokens."""
+        ...
+
+    async def list_tokens(self) -> Sequence[TokenInfo]:
+        """Every token ever created, oldest first (never the tokens themselves)."""
+        ...
+
+    async def revoke(self, name: str) -> bool:
+        """Revoke the named token; False when no active token has that name."""
         ...

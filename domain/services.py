@@ -21,6 +21,7 @@ from .errors import (
     MerchantMismatch,
     MerchantUidRequired,
     PreparedRequestInvalid,
+    TokenNotFound,
     Unauthenticated,
 )
 from .model import (
@@ -56,9 +57,15 @@ BOUND_ELSEWHERE = PolicyResult(
 )
 
 # PortOne V1 ids are `imp_` followed by digits; 32 characters is generous and keeps log lines short.
-_IMP_UID = re.compile(r"imp_[0-9]{1,28}")
-_SUBJECT = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
-_MERCHANT_UID = re.compile(r"[A-Za-z0-9._:-]{1,80}")
+# The patterns are public so that the HTTP schema documents exactly the rules enforced here.
+IMP_UID_PATTERN = r"imp_[0-9]{1,28}"
+# An account id; "." and ".." alone are refused because they are path segments, not names.
+SUBJECT_PATTERN = r"(?!\.{1,2}$)[A-Za-z0-9._:@-]{1,128}"
+MERCHANT_UID_PATTERN = r"[A-Za-z0-9._:-]{1,80}"
+_IMP_UID = re.compile(IMP_UID_PATTERN)
+_SUBJECT = re.compile(SUBJECT_PATTERN)
+_MERCHANT_UID = re.compile(MERCHANT_UID_PATTERN)
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9._:@-]{1,80}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +89,7 @@ def validate_imp_uid(imp_uid: str) -> str:
 def validate_subject(subject: str | None) -> str | None:
     if subject is not None and not _SUBJECT.fullmatch(subject):
         raise InvalidRequest(
-            "subject must be 1-128 characters of letters, digits and . _ : @ - "
+            "subject must be 1-128 characters of letters, digits and . _ : @ - , and not just . or .. "
             "(use your account id, not a name or phone number)."
         )
     return subject
@@ -206,6 +213,20 @@ async def authorize(token: str | None, role: Role, *, tokens: AccessTokens) -> P
     if principal.role is not role:
         raise Forbidden(f"this needs a token with role {role.value}; yours has role {principal.role.value}.")
     return principal
+
+
+async def create_token(name: str, role: Role, *, tokens: AccessTokens) -> str:
+    """A new API token for `name`; it is returned once and only its hash is kept."""
+    if not _TOKEN_NAME.fullmatch(name):
+        raise InvalidRequest(
+            "a token name is 1-80 characters of letters, digits and . _ : @ - (e.g. shop-backend)."
+        )
+    return await tokens.create(name, role)
+
+
+async def revoke_token(name: str, *, tokens: AccessTokens) -> None:
+    if not await tokens.revoke(name):
+        raise TokenNotFound(f"no active token is named {name!r}; see `idgate tokens list`.")
 
 
 async def read_identity(subject: str, *, accessor: Principal, vault: IdentityVault) -> VerifiedIdentity:

@@ -1,7 +1,9 @@
 """The composition root: the one place that knows every concrete class and wires them to the ports.
 
-Nothing is built at import time. Production, the CLI and tests all call `running(settings, ...)`;
-tests pass fakes for any port they want to replace.
+Nothing is built at import time. The HTTP app, the CLI and the tests all call `bootstrap(settings,
+...)`; every port is an optional argument, and only the ports not passed in are built from the
+settings. The database is opened only when a SQL adapter is built, so unit tests that pass fakes for
+the store and the tokens touch no file, no keyring and no network.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from idgate.adapters.clock import SystemClock
-from idgate.adapters.crypto import BlindIndexer, FieldCipher, KeyringSource
+from idgate.adapters.crypto import KeyringSource
 from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 from idgate.adapters.store import (
-    IdentityCodec,
     KeyMaintenance,
     SqlAccessTokens,
     SqlVerificationStore,
+    VerifiedKeyring,
     create_engine,
 )
 from idgate.domain import (
@@ -36,16 +38,12 @@ from idgate.domain import (
     IdentityVault,
     PolicyDecision,
     PolicyEvaluator,
+    PreparedRequest,
     VerificationStore,
     services,
 )
 from idgate.domain.services import VerificationRules
-from idgate.policies.engine import (
-    PluginPolicyEvaluator,
-    configure,
-    load_catalog,
-    new_plugin_manager,
-)
+from idgate.policies.engine import PluginPolicyEvaluator, configure, load_catalog, new_plugin_manager
 
 from .settings import Settings
 
@@ -58,6 +56,8 @@ class IdentityStore(VerificationStore, IdentityDirectory, IdentityVault, Protoco
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Container:
+    """Every port, wired; the use cases below are what the entrypoints call."""
+
     settings: Settings
     provider: CertificationProvider
     store: VerificationStore
@@ -69,8 +69,10 @@ class Container:
     rules: VerificationRules
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
+    async def prepare(self, subject: str | None) -> PreparedRequest:
+        return await services.prepare(subject=subject, store=self.store, clock=self.clock, rules=self.rules)
+
     async def verify(self, imp_uid: str, merchant_uid: str | None, subject: str | None) -> PolicyDecision:
-        """The verify use case wired to this container's ports."""
         return await services.verify(
             imp_uid=imp_uid,
             merchant_uid=merchant_uid,
@@ -84,17 +86,96 @@ class Container:
         )
 
 
-def require_credentials(settings: Settings) -> None:
-    if not (settings.portone.imp_key and settings.portone.imp_secret):
-        raise ConfigurationError(
-            "PortOne credentials are not set: set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET "
-            "(or imp_key/imp_secret under [portone] in idgate.toml). To try idgate without PortOne, "
-            "run `idgate demo`: it runs everything against the built-in sandbox."
+@contextlib.asynccontextmanager
+async def bootstrap(
+    settings: Settings,
+    *,
+    provider: CertificationProvider | None = None,
+    store: IdentityStore | None = None,
+    tokens: AccessTokens | None = None,
+    policies: PolicyEvaluator | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Container]:
+    """Build every port not passed in, yield the container, and close what was opened.
+
+    Refuses to start (ConfigurationError, KeyringMismatch …) on anything that would fail the first
+    request: a wrong policy option, no PortOne credentials, a missing keyring or one that does not fit
+    the stored identities.
+    """
+    readiness: dict[str, ReadinessCheck] = {}
+    clock = clock or SystemClock()
+    if provider is None:
+        require_credentials(settings)  # the first thing a new installation is missing: say so first
+    async with contextlib.AsyncExitStack() as stack:
+        if policies is None:
+            policies = build_policies(settings)
+        if store is None or tokens is None:
+            engine = await stack.enter_async_context(database(settings))
+            if store is None:
+                sql_store = SqlVerificationStore(engine, verified_keyring(settings, engine, clock), clock)
+                await sql_store.check_keyring()
+                readiness["store"] = sql_store.ping
+                readiness["keyring"] = sql_store.check_keyring
+                store = sql_store
+            if tokens is None:
+                tokens = SqlAccessTokens(engine, clock)
+        if provider is None:
+            portone = await stack.enter_async_context(portone_v1(settings))
+            readiness["portone"] = portone.check_credentials
+            provider = portone
+        yield Container(
+            settings=settings,
+            provider=provider,
+            store=store,
+            identities=store,
+            vault=store,
+            tokens=tokens,
+            policies=policies,
+            clock=clock,
+            rules=verification_rules(settings),
+            readiness=readiness,
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """What the operator's commands work with: keys, stored identities and API tokens."""
+
+    keys: KeyMaintenance
+    vault: IdentityVault
+    tokens: AccessTokens
+
+
+@contextlib.asynccontextmanager
+async def operations(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Operations]:
+    """The adapters behind `idgate keys|tokens|erase`. Nothing loads the keyring until a command needs
+    it, so `idgate tokens …` works without one and `idgate keys status` can report a bad one."""
+    clock = clock or SystemClock()
+    async with database(settings, write_transactions=True) as engine:
+        source = keyring_source(settings)
+        yield Operations(
+            keys=KeyMaintenance(engine, source, clock),
+            vault=SqlVerificationStore(engine, VerifiedKeyring(source.current, engine, clock), clock),
+            tokens=SqlAccessTokens(engine, clock),
+        )
+
+
+# ---- the parts ---------------------------------------------------------------------------------
+def build_policies(
+    settings: Settings, plugins: Iterable[EntryPoint] | None = None, extra_plugins: Iterable[object] = ()
+) -> PluginPolicyEvaluator:
+    catalog = load_catalog(new_plugin_manager(), plugins, extra=extra_plugins)
+    return PluginPolicyEvaluator(configure(catalog, settings.policies.enabled, settings.policies.options))
+
+
 def keyring_source(settings: Settings) -> KeyringSource:
-    return KeyringSource(Path(settings.keyring.path))
+    return KeyringSource(Path(settings.keyring.path), settings.keyring.inline)
+
+
+def verified_keyring(settings: Settings, engine: AsyncEngine, clock: Clock) -> VerifiedKeyring:
+    source = keyring_source(settings)
+    source.load()  # a missing or malformed keyring stops start-up with a message saying what to do
+    return VerifiedKeyring(source.current, engine, clock)
 
 
 def verification_rules(settings: Settings) -> VerificationRules:
@@ -106,16 +187,29 @@ def verification_rules(settings: Settings) -> VerificationRules:
     )
 
 
-def build_policies(
-    settings: Settings, plugins: Iterable[EntryPoint] | None = None, extra_plugins: Iterable[object] = ()
-) -> PluginPolicyEvaluator:
-    catalog = load_catalog(new_plugin_manager(), plugins, extra=extra_plugins)
-    return PluginPolicyEvaluator(configure(catalog, settings.policies))
+def require_credentials(settings: Settings) -> None:
+    if not (settings.portone.imp_key and settings.portone.imp_secret):
+        raise ConfigurationError(
+            "PortOne credentials are not set: set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET "
+            "(or imp_key/imp_secret under [portone] in idgate.toml). To try idgate without PortOne, "
+            "run `idgate demo`: it runs everything against the built-in sandbox."
+        )
 
 
-def identity_codec(source: KeyringSource) -> IdentityCodec:
-    source.load()  # refuse to start without a usable keyring
-    return IdentityCodec(FieldCipher(source.current), BlindIndexer(source.current))
+@contextlib.asynccontextmanager
+async def portone_v1(settings: Settings) -> AsyncIterator[PortOneV1Provider]:
+    require_credentials(settings)
+    p = settings.portone
+    async with httpx.AsyncClient(
+        base_url=p.url,
+        timeout=httpx.Timeout(p.read_timeout, connect=p.connect_timeout),
+        headers={"User-Agent": "idgate"},
+    ) as client:
+        yield PortOneV1Provider(
+            client,
+            PortOneV1Credentials(p.imp_key, p.imp_secret),
+            retry=RetryPolicy(attempts=p.attempts, backoff_seconds=p.backoff),
+        )
 
 
 @contextlib.asynccontextmanager
@@ -127,77 +221,3 @@ async def database(settings: Settings, *, write_transactions: bool = False) -> A
         yield engine
     finally:
         await engine.dispose()
-
-
-@dataclass(frozen=True, slots=True)
-class Operations:
-    """What operator commands work with: stored identities and their keys."""
-
-    keyring: KeyringSource
-    vault: IdentityVault
-    keys: KeyMaintenance
-
-
-@contextlib.asynccontextmanager
-async def operations(settings: Settings) -> AsyncIterator[Operations]:
-    source = keyring_source(settings)
-    codec = identity_codec(source)
-    async with database(settings, write_transactions=True) as engine:
-        yield Operations(
-            source, SqlVerificationStore(engine, codec, SystemClock()), KeyMaintenance(engine, codec)
-        )
-
-
-@contextlib.asynccontextmanager
-async def token_store(settings: Settings) -> AsyncIterator[SqlAccessTokens]:
-    async with database(settings) as engine:
-        yield SqlAccessTokens(engine, SystemClock())
-
-
-@contextlib.asynccontextmanager
-async def running(
-    settings: Settings,
-    *,
-    provider: CertificationProvider | None = None,
-    store: IdentityStore | None = None,
-    policies: PolicyEvaluator | None = None,
-    clock: Clock | None = None,
-) -> AsyncIterator[Container]:
-    """Build every port not passed in, yield the container, and close what was opened."""
-    readiness: dict[str, ReadinessCheck] = {}
-    clock = clock or SystemClock()
-    async with contextlib.AsyncExitStack() as stack:
-        if policies is None:
-            policies = build_policies(settings)
-        engine = await stack.enter_async_context(database(settings))
-        if store is None:
-            sql_store = SqlVerificationStore(engine, identity_codec(keyring_source(settings)), clock)
-            readiness["store"] = sql_store.ping
-            store = sql_store
-        if provider is None:
-            require_credentials(settings)
-            p = settings.portone
-            client = httpx.AsyncClient(
-                base_url=p.url,
-                timeout=httpx.Timeout(p.read_timeout, connect=p.connect_timeout),
-                headers={"User-Agent": "idgate"},
-            )
-            stack.push_async_callback(client.aclose)
-            provider = PortOneV1Provider(
-                client,
-                PortOneV1Credentials(p.imp_key, p.imp_secret),
-                retry=RetryPolicy(attempts=p.attempts, backoff_seconds=p.backoff),
-            )
-            readiness["portone"] = provider.check_credentials
-        yield Container(
-            settings=settings,
-            provider=provider,
-            store=store,
-            identities=store,
-            vault=store,
-            tokens=SqlAccessTokens(engine, clock),
-            policies=policies,
-            clock=clock,
-            rules=verification_rules(settings),
-            readiness=readiness,
-        )

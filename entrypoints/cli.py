@@ -1,5 +1,6 @@
-"""The `idgate` command. Each command parses options, calls the composition root, and maps results
-to output and exit codes: 0 allow, 1 deny or review, 2 bad input or configuration, 3 provider or store.
+"""The `idgate` command. Each command parses options, calls a use case through the composition root,
+and prints. Exit codes: 0 allow, 1 deny or review; errors exit with their category's code from
+`idgate.entrypoints.errors` (2 fix the request, 3 retry later, 4 integrity, 5 configuration).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -23,28 +24,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from idgate.adapters.crypto import Keyring
-from idgate.adapters.store import KeyUsage, TokenInfo
+from idgate.adapters.store import KeyFinding, mismatch_message
 from idgate.domain import (
-    ConfigurationError,
+    Conflict,
     IdgateError,
+    KeyringExists,
+    KeyringMismatch,
     PolicyDecision,
     Principal,
-    ProviderUnavailable,
     Role,
-    StoreUnavailable,
+    TokenInfo,
     Verdict,
     services,
 )
 from idgate.policies.engine import load_catalog, new_plugin_manager
 from idgate.sandbox import SandboxState, create_sandbox_app
 
-from .bootstrap import build_policies, keyring_source, operations, require_credentials, running, token_store
-from .http import create_app, decision_out
+from .bootstrap import bootstrap, keyring_source, operations
+from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW, answer_for
+from .http import create_app
+from .schemas import decision_out
 from .servers import Listener, serve_forever, serving
 from .settings import DEFAULT_DATA_DIR, INIT_TEMPLATE, Settings, load_settings, with_overrides
 
-EXIT_ALLOW, EXIT_DENY, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 T = TypeVar("T")
+log = structlog.get_logger("idgate.cli")
 
 
 def _configure_logging(level: str) -> None:
@@ -64,8 +68,7 @@ def _configure_logging(level: str) -> None:
 
 def _fail(error: IdgateError) -> NoReturn:
     click.echo(f"error ({error.code}): {error.message}", err=True)
-    unavailable = isinstance(error, ProviderUnavailable | StoreUnavailable)
-    sys.exit(EXIT_UNAVAILABLE if unavailable else EXIT_BAD_INPUT)
+    sys.exit(answer_for(error).exit_code)
 
 
 def _run(coroutine_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -80,7 +83,7 @@ def _run(coroutine_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def _settings(ctx: click.Context) -> Settings:
     try:
         return load_settings(ctx.obj["config"])
-    except ConfigurationError as error:
+    except IdgateError as error:
         _fail(error)
 
 
@@ -105,17 +108,32 @@ def main(ctx: click.Context, config: Path | None, log_level: str | None) -> None
 
 @main.command()
 @click.option("--path", type=click.Path(path_type=Path), default=Path("idgate.toml"), show_default=True)
-def init(path: Path) -> None:
-    """Write a commented configuration file (never overwrites)."""
+@click.pass_context
+def init(ctx: click.Context, path: Path) -> None:
+    """Write a commented configuration file and a keyring (never overwrites either)."""
     try:
         with path.open("x", encoding="utf-8") as file:
             file.write(INIT_TEMPLATE)
     except FileExistsError:
-        click.echo(f"error: {path} already exists; edit it, or remove it first to start over.", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    click.echo(
-        f"wrote {path}; set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET, then run `idgate serve`."
-    )
+        _fail(Conflict(f"{path} already exists; edit it, or remove it first to start over."))
+    source = keyring_source(_settings_from(path))
+    if source.from_environment:
+        made = "the keyring comes from IDGATE_KEYRING"
+    else:
+        try:
+            source.save(Keyring.generate(), create=True)
+            made = f"wrote a new keyring to {source.path} (mode 0600; back it up)"
+        except KeyringExists:
+            made = f"kept the keyring already at {source.path}"
+    click.echo(f"wrote {path}; {made}.")
+    click.echo("next: set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET, then run `idgate serve`.")
+
+
+def _settings_from(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except IdgateError as error:
+        _fail(error)
 
 
 @main.command()
@@ -127,10 +145,11 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     settings = _settings(ctx)
 
     async def start() -> None:
-        require_credentials(settings)
-        build_policies(settings)  # fail before listening if a policy or option is wrong
-        async with running(settings):  # and if the database cannot be opened
-            pass
+        # Everything the first request needs is built once before listening, so that a wrong option,
+        # a missing keyring or an unreachable database stops here with a clear message.
+        async with bootstrap(settings) as container:
+            policies = container.policies
+        log.info("policies", enabled=",".join(policies.enabled), policy_set=policies.policy_set)
         click.echo(f"idgate listening on http://{host}:{port} (OpenAPI at /schema)", err=True)
         await serve_forever(
             [Listener(create_app(settings), host, port, "API")], log_level=ctx.obj["log_level"]
@@ -236,7 +255,7 @@ def verify(
     settings = with_overrides(_settings(ctx), verification={"require_prepare": False})
 
     async def decide() -> PolicyDecision:
-        async with running(settings) as c:
+        async with bootstrap(settings) as c:
             return await c.verify(imp_uid, merchant_uid, subject)
 
     decision = _run(decide)
@@ -247,7 +266,7 @@ def verify(
         for r in decision.results:
             shadow = "" if r.enforced else "  (shadow)"
             click.echo(f"  {r.policy} {r.version}: {r.outcome.value} {r.code} {r.message}{shadow}")
-    sys.exit(EXIT_ALLOW if decision.verdict is Verdict.ALLOW else EXIT_DENY)
+    sys.exit(EXIT_ALLOW if decision.verdict is Verdict.ALLOW else EXIT_DENY_OR_REVIEW)
 
 
 @main.group()
@@ -262,10 +281,10 @@ def list_policies(ctx: click.Context) -> None:
     settings = _settings(ctx)
     try:
         catalog = load_catalog(new_plugin_manager())
-    except ConfigurationError as error:
+    except IdgateError as error:
         _fail(error)
     for name, definition in sorted(catalog.definitions.items()):
-        state = "enabled" if name in settings.policies else "installed"
+        state = "enabled" if name in settings.policies.enabled else "installed"
         click.echo(f"{name:<20} {definition.version:<8} {state:<9} {definition.summary}")
     for plugin in catalog.plugins:
         click.echo(f"  plugin {plugin.name} from {plugin.distribution} {plugin.version}")
@@ -288,7 +307,7 @@ def keys_generate(ctx: click.Context) -> None:
     source = keyring_source(_settings(ctx))
     try:
         source.save(Keyring.generate(), create=True)
-    except ConfigurationError as error:
+    except IdgateError as error:
         _fail(error)
     click.echo(f"wrote a new keyring to {source.path} (mode 0600); back it up somewhere safe")
 
@@ -298,13 +317,13 @@ def keys_generate(ctx: click.Context) -> None:
 @click.pass_context
 def keys_rotate(ctx: click.Context, index: bool) -> None:
     """Add a new primary key; the old one stays readable until re-encrypted and retired."""
-    source = keyring_source(_settings(ctx))
-    try:
-        rotated = source.load().rotated(index=index)
-        source.save(rotated)
-    except ConfigurationError as error:
-        _fail(error)
-    primary = rotated.ring(index=index).primary.id
+    settings = _settings(ctx)
+
+    async def rotate() -> int:
+        async with operations(settings) as ops:
+            return await ops.keys.rotate(index=index)
+
+    primary = _run(rotate)
     click.echo(
         f"new primary {_ring_name(index)} key {primary}; new writes use it now. "
         "Run `idgate keys reencrypt` to move the existing identities to it."
@@ -317,26 +336,18 @@ def keys_rotate(ctx: click.Context, index: bool) -> None:
 def keys_reencrypt(ctx: click.Context, batch_size: int) -> None:
     """Move every identity to the primary keys, in batches (safe to interrupt and run again)."""
     settings = _settings(ctx)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 
     async def reencrypt() -> tuple[int, float]:
+        started = time.perf_counter()
         async with operations(settings) as ops:
-            total = await ops.keys.pending()
-            started, rewritten, after = time.perf_counter(), 0, ""
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-            )
-            with Progress(*columns, console=Console(stderr=True)) as progress:
-                task = progress.add_task("re-encrypting identities", total=total)
-                while True:
-                    done, after = await ops.keys.reencrypt_batch(batch_size, after)
-                    if not after:
-                        break
-                    rewritten += done
-                    progress.update(task, completed=rewritten)
-            return rewritten, time.perf_counter() - started
+            with Progress(*columns, console=Console(stderr=True)) as bar:
+                task = bar.add_task("re-encrypting identities", total=None)
+                rewritten = await ops.keys.reencrypt_all(
+                    batch_size=batch_size,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        return rewritten, time.perf_counter() - started
 
     rewritten, seconds = _run(reencrypt)
     rate = rewritten / seconds if seconds > 0 else 0.0
@@ -346,22 +357,24 @@ def keys_reencrypt(ctx: click.Context, batch_size: int) -> None:
 @keys.command("status")
 @click.pass_context
 def keys_status(ctx: click.Context) -> None:
-    """Show each key's status and how many identities it covers."""
+    """Show each key's status, how many identities it covers, and whether it fits the database.
+
+    Exits 4 when the keyring does not match what the database recorded.
+    """
     settings = _settings(ctx)
 
-    async def status() -> tuple[Keyring, KeyUsage]:
+    async def status() -> list[KeyFinding]:
         async with operations(settings) as ops:
-            return ops.keyring.load(), await ops.keys.usage()
+            return await ops.keys.status()
 
-    keyring, usage = _run(status)
-    table = Table("ring", "key", "status", "identities")
-    for name, ring, counts in (
-        ("encryption", keyring.encryption, usage.by_encryption_key),
-        ("index", keyring.index, usage.by_index_key),
-    ):
-        for key in sorted(ring.keys.values(), key=lambda k: k.id):
-            table.add_row(name, str(key.id), key.status, str(counts.get(key.id, 0)))
+    findings = _run(status)
+    table = Table("ring", "key", "status", "identities", "check")
+    for finding in findings:
+        check = finding.verdict if finding.problem else "ok"
+        table.add_row(finding.ring, str(finding.key_id), finding.status, str(finding.identities), check)
     Console().print(table)
+    if any(finding.problem for finding in findings):
+        _fail(KeyringMismatch(mismatch_message(findings)))
 
 
 @keys.command("retire")
@@ -374,11 +387,7 @@ def keys_retire(ctx: click.Context, key_id: int, index: bool) -> None:
 
     async def retire() -> None:
         async with operations(settings) as ops:
-            retired = ops.keyring.load().retired(key_id, index=index)  # refuses the primary
-            await ops.keys.check_retirable(_ring_name(index), key_id)
-            if index:
-                await ops.keys.drop_index_entries(key_id)
-            ops.keyring.save(retired)
+            await ops.keys.retire(key_id, index=index)
 
     _run(retire)
     click.echo(f"retired {_ring_name(index)} key {key_id}")
@@ -399,8 +408,8 @@ def tokens_create(ctx: click.Context, role: str, name: str) -> None:
     settings = _settings(ctx)
 
     async def create() -> str:
-        async with token_store(settings) as store:
-            return await store.create(name, Role(role))
+        async with operations(settings) as ops:
+            return await services.create_token(name, Role(role), tokens=ops.tokens)
 
     token = _run(create)
     click.echo(f"token for {name} (role {role}); it is shown only now:", err=True)
@@ -413,9 +422,9 @@ def tokens_list(ctx: click.Context) -> None:
     """List tokens (never the tokens themselves)."""
     settings = _settings(ctx)
 
-    async def listed() -> list[TokenInfo]:
-        async with token_store(settings) as store:
-            return await store.list_tokens()
+    async def listed() -> Sequence[TokenInfo]:
+        async with operations(settings) as ops:
+            return await ops.tokens.list_tokens()
 
     table = Table("name", "role", "created (UTC)", "revoked (UTC)")
     for info in _run(listed):
@@ -431,13 +440,11 @@ def tokens_revoke(ctx: click.Context, name: str) -> None:
     """Revoke a token by name."""
     settings = _settings(ctx)
 
-    async def revoke() -> bool:
-        async with token_store(settings) as store:
-            return await store.revoke(name)
+    async def revoke() -> None:
+        async with operations(settings) as ops:
+            await services.revoke_token(name, tokens=ops.tokens)
 
-    if not _run(revoke):
-        click.echo(f"error: no active token named {name!r}; see `idgate tokens list`.", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+    _run(revoke)
     click.echo(f"revoked {name}")
 
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Mapping
-from datetime import date, datetime
+from http import HTTPStatus
 from importlib import resources
 from string import Template
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
-import msgspec
 import structlog
-from litestar import Litestar, MediaType, Response, delete, get, post
+import swagger_ui_bundle
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, delete, get, post, route
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromHeader, FromPath, FromQuery, JSONBody
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -25,108 +28,73 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
 
 import idgate
 from idgate.domain import (
-    CertificationAlreadyUsed,
-    CertificationNotFound,
-    ConfigurationError,
-    Forbidden,
-    IdentityNotFound,
+    AccessTokens,
+    CertificationProvider,
+    Clock,
     IdgateError,
     InvalidRequest,
     PolicyDecision,
-    ProviderTimeout,
-    ProviderUnavailable,
+    PolicyEvaluator,
     Role,
-    StoreUnavailable,
-    Unauthenticated,
-    VerificationRejected,
-    VerifiedIdentity,
     services,
 )
 
-from .bootstrap import Container, running
+from .bootstrap import Container, IdentityStore, bootstrap
+from .errors import answer_for
+from .schemas import (
+    IMP_UID_PARAMETER,
+    MERCHANT_UID_PARAMETER,
+    SUBJECT_PARAMETER,
+    DecisionOut,
+    Health,
+    IdentityOut,
+    PrepareIn,
+    PrepareOut,
+    Readiness,
+    VerifyIn,
+    decision_out,
+    identity_out,
+    problems,
+)
 from .settings import Settings
 
 log = structlog.get_logger("idgate.http")
 
-# Most specific first: the first matching class decides the status.
-_STATUS: tuple[tuple[type[IdgateError], int], ...] = (
-    (InvalidRequest, 400),
-    (Unauthenticated, 401),
-    (Forbidden, 403),
-    (CertificationNotFound, 404),
-    (IdentityNotFound, 404),
-    (CertificationAlreadyUsed, 409),
-    (VerificationRejected, 422),
-    (ProviderTimeout, 504),
-    (ProviderUnavailable, 502),
-    (StoreUnavailable, 503),
-    (ConfigurationError, 500),
-)
+# The docs page's scripts and styles are served by idgate itself, so /schema works offline.
+DOCS_ASSETS = "/schema/assets"
 
 
-def status_for(error: IdgateError) -> int:
-    return next((status for kind, status in _STATUS if isinstance(error, kind)), 500)
+class JsonRequest(Request[Any, Any, Any]):
+    """A request whose JSON body is held to the rules before any handler sees it.
 
+    Only JSON is accepted as JSON (415 otherwise), and a body msgspec cannot decode for reasons it
+    raises as RecursionError (nesting too deep) or UnicodeDecodeError (invalid UTF-8 in a string)
+    is a 400 like any other malformed body, not an unexpected error.
+    """
 
-# ---- wire schemas -------------------------------------------------------------------------------
-class PrepareIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    subject: str | None = None
-
-
-class PrepareOut(msgspec.Struct, kw_only=True):
-    merchant_uid: str
-    expires_at: datetime
-
-
-class VerifyIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    imp_uid: str
-    merchant_uid: str | None = None
-    subject: str | None = None
-
-
-class Reason(msgspec.Struct, kw_only=True):
-    policy: str
-    version: str
-    outcome: str
-    code: str
-    message: str
-    enforced: bool
-
-
-class DecisionOut(msgspec.Struct, kw_only=True):
-    decision_id: str
-    verdict: str
-    reasons: list[Reason]
-    imp_uid: str
-    decided_at: datetime
-    policy_set: str
-
-
-def decision_out(decision: PolicyDecision) -> DecisionOut:
-    return DecisionOut(
-        decision_id=decision.decision_id,
-        verdict=decision.verdict.value,
-        reasons=[
-            Reason(
-                policy=r.policy,
-                version=r.version,
-                outcome=r.outcome.value,
-                code=r.code,
-                message=r.message,
-                enforced=r.enforced,
+    async def json(self) -> Any:
+        media_type, _ = self.content_type
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise HTTPException(
+                status_code=415,
+                detail="send the body as JSON with the header `Content-Type: application/json`.",
             )
-            for r in decision.results
-        ],
-        imp_uid=decision.imp_uid,
-        decided_at=decision.decided_at,
-        policy_set=decision.policy_set,
-    )
+        try:
+            return await super().json()
+        except SerializationException as exc:
+            # msgspec's reason names a position, never the content.
+            raise InvalidRequest(f"the body is not valid JSON ({exc.detail}); send a JSON object.") from None
+        except RecursionError:
+            raise InvalidRequest("the JSON body is nested too deeply; send a flat JSON object.") from None
+        except UnicodeDecodeError:
+            raise InvalidRequest("the JSON body is not valid UTF-8; send it encoded as UTF-8.") from None
 
 
-# ---- handlers -----------------------------------------------------------------------------------
+# ---- verification -------------------------------------------------------------------------------
 async def _verify(
     container: NamedDependency[Container], imp_uid: str, merchant_uid: str | None, subject: str | None
 ) -> PolicyDecision:
@@ -135,30 +103,47 @@ async def _verify(
     return decision
 
 
-@post("/certifications/prepare", status_code=201, summary="Issue a single-use merchant_uid")
+@post(
+    "/certifications/prepare",
+    status_code=201,
+    summary="Issue a single-use merchant_uid",
+    responses=problems(409, 415, 503),
+)
 async def prepare_certification(
     container: NamedDependency[Container], data: JSONBody[PrepareIn]
 ) -> PrepareOut:
-    prepared = await services.prepare(
-        subject=data.subject, store=container.store, clock=container.clock, rules=container.rules
-    )
+    prepared = await container.prepare(data.subject)
     return PrepareOut(merchant_uid=prepared.merchant_uid, expires_at=prepared.expires_at)
 
 
-@post("/certifications", status_code=200, summary="Verify an imp_uid and decide")
+@post(
+    "/certifications",
+    status_code=200,
+    summary="Verify an imp_uid and decide",
+    responses=problems(404, 409, 415, 422, 502, 503, 504),
+)
 async def verify_certification(
     container: NamedDependency[Container], data: JSONBody[VerifyIn]
 ) -> DecisionOut:
     return decision_out(await _verify(container, data.imp_uid, data.merchant_uid, data.subject))
 
 
-@get("/certifications/redirect", summary="Redirect flow: verify, then send the browser on")
+@get(
+    "/certifications/redirect",
+    summary="Redirect flow: verify, then send the browser on",
+    description="Answers 303 to the configured allow_url or deny_url, or the decision as JSON when "
+    "none is configured.",
+    responses={
+        303: ResponseSpec(data_container=None, description="the browser is sent to allow_url or deny_url"),
+        **problems(404, 409, 422, 502, 503, 504),
+    },
+)
 async def verify_redirect(
     container: NamedDependency[Container],
-    imp_uid: FromQuery[str],
-    merchant_uid: FromQuery[str | None] = None,
-    subject: FromQuery[str | None] = None,
-) -> Response[Any]:
+    imp_uid: FromQuery[str] = IMP_UID_PARAMETER,
+    merchant_uid: FromQuery[str | None] = MERCHANT_UID_PARAMETER,
+    subject: FromQuery[str | None] = SUBJECT_PARAMETER,
+) -> Response[DecisionOut]:
     http = container.settings.http
     try:
         decision = await _verify(container, imp_uid, merchant_uid, subject)
@@ -177,30 +162,8 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
     return url + ("&" if urlsplit(url).query else "?") + urlencode(params)
 
 
-class IdentityOut(msgspec.Struct, kw_only=True):
-    subject: str
-    name: str
-    birth_date: date
-    gender: str | None
-    phone: str | None
-    carrier: str | None
-    is_foreigner: bool | None
-    provider: str
-    certified_at: datetime
-
-
-def identity_out(identity: VerifiedIdentity) -> IdentityOut:
-    return IdentityOut(
-        subject=identity.subject,
-        name=identity.name,
-        birth_date=identity.birth_date,
-        gender=identity.gender.value if identity.gender else None,
-        phone=identity.phone,
-        carrier=identity.carrier.value if identity.carrier else None,
-        is_foreigner=identity.is_foreigner,
-        provider=identity.provider,
-        certified_at=identity.certified_at,
-    )
+# ---- identities ---------------------------------------------------------------------------------
+IDENTITY_PATH = "/identities/{subject:str}"
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -209,34 +172,73 @@ def _bearer(authorization: str | None) -> str | None:
     return None
 
 
-@get("/identities/{subject:str}", summary="Read the verified identity bound to a subject (role service)")
+def _subject_as_sent(request: Request[Any, Any, Any], subject: str) -> str:
+    """The router drops a trailing slash, and decodes %2F before matching: `acct-1/` and `acct-1%2F`
+    would both reach `acct-1`. Only the path exactly as sent may name a subject."""
+    last_segment = request.scope.get("raw_path", b"").decode("latin-1").rsplit("/", 1)[-1]
+    if unquote(last_segment) != subject:
+        raise InvalidRequest("the path must end with the subject itself, with no trailing / or %2F.")
+    return subject
+
+
+@get(
+    IDENTITY_PATH,
+    summary="Read the verified identity bound to a subject (role service)",
+    responses=problems(401, 403, 404, 503),
+)
 async def read_identity(
     container: NamedDependency[Container],
-    subject: FromPath[str],
+    request: Request[Any, Any, Any],
+    subject: FromPath[str] = SUBJECT_PARAMETER,
     authorization: FromHeader[str | None] = None,
 ) -> IdentityOut:
+    subject = _subject_as_sent(request, subject)
     accessor = await services.authorize(_bearer(authorization), Role.SERVICE, tokens=container.tokens)
     return identity_out(await services.read_identity(subject, accessor=accessor, vault=container.vault))
 
 
-@delete("/identities/{subject:str}", status_code=204, summary="Erase a subject's identity (role admin)")
+@delete(
+    IDENTITY_PATH,
+    status_code=204,
+    summary="Erase a subject's identity (role admin)",
+    responses=problems(401, 403, 404, 503),
+)
 async def erase_identity(
     container: NamedDependency[Container],
-    subject: FromPath[str],
+    request: Request[Any, Any, Any],
+    subject: FromPath[str] = SUBJECT_PARAMETER,
     authorization: FromHeader[str | None] = None,
 ) -> None:
+    subject = _subject_as_sent(request, subject)
     accessor = await services.authorize(_bearer(authorization), Role.ADMIN, tokens=container.tokens)
     await services.erase_identity(subject, accessor=accessor, vault=container.vault)
     log.info("identity_erased", by=accessor.name)
 
 
+# Litestar answers OPTIONS itself, but for a path whose methods come from separate handlers it lists
+# only the first handler's; this one is registered first and names them all.
+_IDENTITY_METHODS = ", ".join(sorted({*read_identity.http_methods, *erase_identity.http_methods, "OPTIONS"}))
+
+
+@route(IDENTITY_PATH, http_method=[HttpMethod.OPTIONS], include_in_schema=False, status_code=204)
+async def identity_options(subject: FromPath[str]) -> Response[None]:
+    return Response(None, status_code=204, headers={"Allow": _IDENTITY_METHODS})
+
+
+# ---- operations ---------------------------------------------------------------------------------
 @get("/healthz", summary="Liveness")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Health:
+    return Health(status="ok")
 
 
-@get("/readyz", summary="Readiness: the store answers and PortOne accepts our credentials")
-async def readyz(container: NamedDependency[Container]) -> Response[dict[str, Any]]:
+@get(
+    "/readyz",
+    summary="Readiness: the store answers, the keyring fits it, PortOne accepts our credentials",
+    responses={
+        503: ResponseSpec(data_container=Readiness, description="a check failed; `checks` says which")
+    },
+)
+async def readyz(container: NamedDependency[Container]) -> Response[Readiness]:
     checks: dict[str, str] = {}
     for name, check in container.readiness.items():
         try:
@@ -246,7 +248,7 @@ async def readyz(container: NamedDependency[Container]) -> Response[dict[str, An
             checks[name] = error.code
     ready = all(v == "ok" for v in checks.values())
     return Response(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+        Readiness(status="ready" if ready else "not_ready", checks=checks), status_code=200 if ready else 503
     )
 
 
@@ -261,48 +263,118 @@ async def demo_page(container: NamedDependency[Container]) -> Response[str]:
 
 # ---- errors as problem details ------------------------------------------------------------------
 def _domain_problem(error: IdgateError) -> ProblemDetailsException:
-    status = status_for(error)
-    if status >= 500:
-        log.warning("request_failed", code=error.code, status=status)
+    answer = answer_for(error)
+    if answer.status >= 500:
+        # The message is for the operator (it may name files, keys or rows); the client gets the
+        # category's title and a reference that finds the log line.
+        reference = secrets.token_hex(8)
+        log.error(
+            "request_failed", code=error.code, status=answer.status, reference=reference, detail=error.message
+        )
+        return ProblemDetailsException(
+            status_code=answer.status,
+            title=answer.title,
+            detail=f"{answer.title}; the operator can find reference {reference} in idgate's log.",
+            extra={"code": error.code, "reference": reference},
+        )
     return ProblemDetailsException(
-        status_code=status,
-        title=error.code.replace("_", " "),
+        status_code=answer.status,
+        title=answer.title,
         detail=error.message,
         extra={"code": error.code},
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        headers={"WWW-Authenticate": "Bearer"} if answer.status == 401 else None,
     )
 
 
 def _validation_problem(error: ValidationException) -> ProblemDetailsException:
+    errors = (
+        [_readable_field_error(item) for item in error.extra or []] if isinstance(error.extra, list) else []
+    )
+    missing_body = any(item.get("key") == "data" and item.get("source") == "body" for item in errors)
     return ProblemDetailsException(
         status_code=400,
-        title="invalid request",
-        detail="the request body or parameters are not valid; see `errors` for what to fix.",
-        extra={"code": "invalid_request", "errors": error.extra or []},
+        title="the request is not valid",
+        detail="the request has no body; send a JSON object (see /schema for its fields)."
+        if missing_body
+        else "the request body or parameters are not valid; see `errors` for what to fix.",
+        extra={"code": "invalid_request", "errors": errors},
     )
 
 
+def _readable_field_error(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        return {"message": str(item)}
+    if item.get("key") == "data" and item.get("source") == "body" and item.get("message") == "'data'":
+        # Litestar names the missing body after the handler's parameter.
+        return {**item, "message": "the request body is missing"}
+    return item
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+
+
 def _http_problem(error: HTTPException) -> ProblemDetailsException:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return ProblemDetailsException(status_code=error.status_code, detail=error.detail, extra={"code": code})
+    return ProblemDetailsException(
+        status_code=error.status_code,
+        title=HTTPStatus(error.status_code).phrase.lower(),
+        detail=error.detail,
+        extra={"code": _HTTP_CODES.get(error.status_code, "http_error")},
+        headers=error.headers,
+    )
 
 
 def _unexpected_problem(error: Exception) -> ProblemDetailsException:
     # The type only: messages of unexpected errors may quote request data.
-    log.error("unexpected_error", error_type=type(error).__name__)
+    reference = secrets.token_hex(8)
+    log.error("unexpected_error", error_type=type(error).__name__, reference=reference)
     return ProblemDetailsException(
         status_code=500,
-        detail="idgate hit an unexpected error; the operator can find it in the logs.",
-        extra={"code": "internal_error"},
+        title="internal error",
+        detail=f"idgate hit an unexpected error; the operator can find reference {reference} in idgate's log.",
+        extra={"code": "internal_error", "reference": reference},
     )
 
 
-def create_app(settings: Settings, **ports: Any) -> Litestar:
-    """The Litestar app. `ports` go to `running()`; tests pass fakes there."""
+# ---- the app ------------------------------------------------------------------------------------
+def _docs() -> OpenAPIConfig:
+    local = f"{DOCS_ASSETS}/"
+    return OpenAPIConfig(
+        title="idgate",
+        version=idgate.__version__,
+        path="/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url=local + "swagger-ui-bundle.js",
+                css_url=local + "swagger-ui.css",
+                standalone_preset_js_url=local + "swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' type='image/png' href='{local}favicon-32x32.png'>",
+            )
+        ],
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    provider: CertificationProvider | None = None,
+    store: IdentityStore | None = None,
+    tokens: AccessTokens | None = None,
+    policies: PolicyEvaluator | None = None,
+    clock: Clock | None = None,
+) -> Litestar:
+    """The Litestar app. The ports are passed on to `bootstrap()`; tests pass fakes there."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with running(settings, **ports) as container:
+        async with bootstrap(
+            settings, provider=provider, store=store, tokens=tokens, policies=policies, clock=clock
+        ) as container:
             app.state.container = container
             yield
 
@@ -316,12 +388,17 @@ def create_app(settings: Settings, **ports: Any) -> Litestar:
             prepare_certification,
             verify_certification,
             verify_redirect,
+            identity_options,  # before the handlers it speaks for; see its comment
             read_identity,
             erase_identity,
             healthz,
             readyz,
             demo_page,
+            create_static_files_router(
+                path=DOCS_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
+            ),
         ],
+        request_class=JsonRequest,
         lifespan=[lifespan],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         plugins=[
@@ -336,10 +413,12 @@ def create_app(settings: Settings, **ports: Any) -> Litestar:
                 )
             )
         ],
+        # The identity endpoints are for product backends, server to server: browsers only prepare
+        # and verify, so cross-origin DELETE is not offered.
         cors_config=CORSConfig(
             allow_origins=cors, allow_methods=["GET", "POST"], allow_headers=["content-type"]
         )
         if cors
         else None,
-        openapi_config=OpenAPIConfig(title="idgate", version=idgate.__version__, path="/schema"),
+        openapi_config=_docs(),
     )

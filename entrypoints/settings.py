@@ -7,6 +7,7 @@ so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,8 +18,9 @@ import msgspec
 from idgate.domain import ConfigurationError
 
 DEFAULT_DATA_DIR = Path(".idgate")
-# Environment variables that are not settings overrides but are read elsewhere.
+# Environment variables that are not IDGATE_<SECTION>_<KEY> overrides.
 _NOT_OVERRIDES = frozenset({"IDGATE_CONFIG", "IDGATE_KEYRING"})
+BUILT_IN_POLICIES = ("age_limit", "duplicate_identity")
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -43,8 +45,13 @@ class DatabaseSettings(_Section, frozen=True):
 
 
 class KeyringSettings(_Section, frozen=True):
-    # IDGATE_KEYRING (the base64 of the keyring JSON) takes precedence over the file.
     path: str = f"{DEFAULT_DATA_DIR}/keyring.json"
+    # The base64 of a keyring document, from IDGATE_KEYRING only (keys never sit in the config file);
+    # it takes precedence over `path`.
+    inline: str = ""
+
+    def __repr__(self) -> str:
+        return f"KeyringSettings(path={self.path!r}, inline={'set' if self.inline else 'unset'})"
 
 
 class VerificationSettings(_Section, frozen=True):
@@ -61,11 +68,11 @@ class HttpSettings(_Section, frozen=True):
     sandbox_url: str = ""
 
 
-def _default_policies() -> dict[str, dict[str, Any]]:
-    return {
-        "age_limit": {"min_age": 19, "method": "international"},
-        "duplicate_identity": {"on_bound": "deny", "without_ci": "di"},
-    }
+class PoliciesSettings(_Section, frozen=True):
+    """`enabled` alone decides which policies run; `[policies.<name>]` tables only set their options."""
+
+    enabled: list[str] = msgspec.field(default_factory=lambda: list(BUILT_IN_POLICIES))
+    options: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 class Settings(_Section, frozen=True):
@@ -74,7 +81,7 @@ class Settings(_Section, frozen=True):
     keyring: KeyringSettings = KeyringSettings()
     verification: VerificationSettings = VerificationSettings()
     http: HttpSettings = HttpSettings()
-    policies: dict[str, dict[str, Any]] = msgspec.field(default_factory=_default_policies)
+    policies: PoliciesSettings = PoliciesSettings()
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -83,6 +90,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "keyring": KeyringSettings,
     "verification": VerificationSettings,
     "http": HttpSettings,
+    "policies": PoliciesSettings,
 }
 
 
@@ -92,6 +100,7 @@ def env_overrides() -> dict[str, tuple[str, str]]:
         f"IDGATE_{section.upper()}_{name.upper()}": (section, name)
         for section, struct in _SECTIONS.items()
         for name in struct.__struct_fields__
+        if (section, name) not in {("keyring", "inline"), ("policies", "options")}
     }
 
 
@@ -119,12 +128,53 @@ def load_settings(explicit: Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigurationError(f"config file {path} cannot be read ({type(exc).__name__}).") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    if "inline" in raw.get("keyring", {}):
+        raise ConfigurationError(
+            f"config file {path}: keys do not belong in the config file; set IDGATE_KEYRING to the "
+            "base64 of the keyring file instead, or point [keyring] path at the file."
+        )
+    _policy_options_apart(raw, path)
     _apply_env(raw, environ)
+    if environ.get("IDGATE_KEYRING"):
+        raw.setdefault("keyring", {})["inline"] = environ["IDGATE_KEYRING"]
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         where = f"config file {path}" if path else "configuration"
         raise ConfigurationError(f"{where}: {_readable(exc)}") from exc
+    _check_policies(settings.policies)
+    return settings
+
+
+def _policy_options_apart(raw: dict[str, Any], path: Path | None) -> None:
+    """`[policies]` holds `enabled` beside one table of options per policy; keep the tables apart."""
+    policies = raw.get("policies")
+    if policies is None:
+        return
+    if not isinstance(policies, dict):
+        raise ConfigurationError(f"config file {path}: [policies] must be a table.")
+    options = {}
+    for name in [key for key in policies if key != "enabled"]:
+        table = policies.pop(name)
+        if not isinstance(table, dict):
+            raise ConfigurationError(
+                f"config file {path}: `{name}` under [policies] must be a table of options, "
+                f"[policies.{name}]; the policies that run are listed in [policies] enabled."
+            )
+        options[name] = table
+    policies["options"] = options
+
+
+def _check_policies(policies: PoliciesSettings) -> None:
+    duplicates = sorted({name for name in policies.enabled if policies.enabled.count(name) > 1})
+    if duplicates:
+        raise ConfigurationError(f"[policies] enabled names {', '.join(duplicates)} more than once.")
+    idle = sorted(set(policies.options) - set(policies.enabled))
+    if idle:
+        raise ConfigurationError(
+            f"[policies.{idle[0]}] sets options for a policy that is not enabled; add {idle[0]!r} to "
+            "[policies] enabled to run it, or remove the table. (Options never turn a policy on or off.)"
+        )
 
 
 def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -141,14 +191,15 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         if not isinstance(target, dict):
             raise ConfigurationError(f"[{section}] in the config file must be a table.")
         # Lists (such as cors_origins) are written comma-separated; msgspec converts the rest from text.
-        is_list = isinstance(getattr(_SECTIONS[section](), key), list)
+        is_list = isinstance(getattr(_SECTIONS[section](), key), list | tuple)
         target[key] = [v.strip() for v in value.split(",") if v.strip()] if is_list else value
 
 
 def _readable(exc: msgspec.ValidationError) -> str:
-    # msgspec says "Object contains unknown field `x` - at `$.portone`"; say it in config terms.
+    # msgspec says "Object contains unknown field `x` - at `$.portone`"; say it in config terms:
+    # "unknown key `x` in [portone]".
     text = str(exc).replace("Object contains unknown field", "unknown key")
-    return text.replace("`$.", "`[").replace("` - at", "` in")
+    return re.sub(r"` - at `\$\.([\w.]+)`", lambda m: f"` in [{m.group(1)}]", text)
 
 
 def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Settings:
@@ -156,7 +207,9 @@ def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Setting
     data = msgspec.to_builtins(settings)
     for section, values in sections.items():
         data[section] = {**data[section], **values}
-    return msgspec.convert(data, Settings)
+    changed = msgspec.convert(data, Settings)
+    _check_policies(changed.policies)
+    return changed
 
 
 INIT_TEMPLATE = """\
@@ -196,8 +249,12 @@ cors_origins = []       # e.g. ["https://www.example.com"]
 allow_url = ""          # redirect flow: where to send the browser on allow (empty: answer JSON)
 deny_url = ""           # ... and on deny, review or error
 
-# Eligibility policies: one table per policy, options as the policy defines them.
+# Eligibility policies. `enabled` alone decides which run (`idgate policies list` shows what is
+# installed); each [policies.<name>] table sets one enabled policy's options.
 # `enforce = false` runs a policy in shadow mode: recorded, never deciding.
+[policies]
+enabled = ["age_limit", "duplicate_identity"]
+
 [policies.age_limit]
 min_age = 19
 method = "international"   # 만 나이; "year" for 연 나이 (Youth Protection Act)

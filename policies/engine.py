@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -20,6 +20,8 @@ import structlog
 from idgate.domain import (
     Certification,
     ConfigurationError,
+    IdentityDirectory,
+    IdgateError,
     Outcome,
     PolicyContext,
     PolicyResult,
@@ -123,22 +125,35 @@ class ConfiguredPolicy:
         return self.definition.name
 
 
-def configure(catalog: PolicyCatalog, config: Mapping[str, Mapping[str, Any]]) -> list[ConfiguredPolicy]:
-    """Build every policy named in the configuration, validating its options; fail with a clear message."""
+def configure(
+    catalog: PolicyCatalog, enabled: Sequence[str], options: Mapping[str, Mapping[str, Any]]
+) -> list[ConfiguredPolicy]:
+    """Build every enabled policy with its options (the defaults where none are given), validating them.
+
+    Only `enabled` decides what runs; options for a policy that is not enabled are refused, so that
+    configuring one policy can never switch another on or off.
+    """
+    for name in options:
+        if name not in enabled:
+            raise ConfigurationError(
+                f"[policies.{name}] sets options for a policy that is not enabled; add it to "
+                "[policies] enabled, or remove the table."
+            )
     configured = []
-    for name, raw in config.items():
+    for name in enabled:
         definition = catalog.definitions.get(name)
         if definition is None:
             known = ", ".join(sorted(catalog.definitions)) or "none"
             raise ConfigurationError(
-                f"unknown policy {name!r} in [policies]; installed policies: {known}. "
+                f"unknown policy {name!r} in [policies] enabled; installed policies: {known}. "
                 "Fix the name or install the plugin that provides it."
             )
+        raw = options.get(name, {})
         enforced = raw.get("enforce", True)
         if not isinstance(enforced, bool):
             raise ConfigurationError(f"[policies.{name}] enforce must be true or false.")
-        options = _parse_options(definition, {k: v for k, v in raw.items() if k not in _RUN_KEYS})
-        configured.append(ConfiguredPolicy(definition, options, definition.build(options), enforced))
+        parsed = _parse_options(definition, {k: v for k, v in raw.items() if k not in _RUN_KEYS})
+        configured.append(ConfiguredPolicy(definition, parsed, definition.build(parsed), enforced))
     return configured
 
 
@@ -170,17 +185,37 @@ class PluginPolicyEvaluator:
         return self._policy_set
 
     @property
+    def enabled(self) -> Sequence[str]:
+        return tuple(p.name for p in self._policies)
+
+    @property
     def policies(self) -> Sequence[ConfiguredPolicy]:
         return self._policies
 
     async def evaluate(self, certification: Certification, context: PolicyContext) -> Sequence[PolicyResult]:
-        return [await self._run(p, certification, context) for p in self._policies]
+        """Each policy's result. A failure of idgate's own ports that a policy called is raised as it is,
+        even if the policy caught it: the store, not the person, failed, so nothing may be decided."""
+        watched = _WatchedDirectory(context.identities) if context.identities is not None else None
+        context = dataclasses.replace(context, identities=watched)
+        results = [await self._run(p, certification, context, watched) for p in self._policies]
+        if watched is not None and watched.failure is not None:
+            raise watched.failure
+        return results
 
     async def _run(
-        self, configured: ConfiguredPolicy, certification: Certification, context: PolicyContext
+        self,
+        configured: ConfiguredPolicy,
+        certification: Certification,
+        context: PolicyContext,
+        watched: _WatchedDirectory | None,
     ) -> PolicyResult:
         try:
             ruling = await _settle(configured.policy(certification, context))
+        except IdgateError as exc:
+            if watched is not None and exc is watched.failure:
+                raise
+            log.error("policy_failed", policy=configured.name, error_type=type(exc).__name__)
+            ruling = Ruling(outcome=Outcome.ERROR, code="policy_error", message="the policy failed")
         except Exception as exc:  # noqa: BLE001 - any failure of a plugin must count as a deny
             # Only the type is logged: an exception message may quote the person's data.
             log.error("policy_failed", policy=configured.name, error_type=type(exc).__name__)
@@ -198,6 +233,27 @@ class PluginPolicyEvaluator:
             message=ruling.message,
             enforced=configured.enforced,
         )
+
+
+class _WatchedDirectory:
+    """The IdentityDirectory port as policies see it: remembers the first failure of the port itself."""
+
+    def __init__(self, directory: IdentityDirectory) -> None:
+        self._directory = directory
+        self.failure: IdgateError | None = None
+
+    async def subjects_with_ci(self, ci: str) -> Sequence[str]:
+        return await self._watch(self._directory.subjects_with_ci(ci))
+
+    async def subjects_with_di(self, di: str) -> Sequence[str]:
+        return await self._watch(self._directory.subjects_with_di(di))
+
+    async def _watch(self, call: Awaitable[Sequence[str]]) -> Sequence[str]:
+        try:
+            return await call
+        except IdgateError as exc:
+            self.failure = self.failure or exc
+            raise
 
 
 async def _settle(value: object) -> object:

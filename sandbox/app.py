@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+from datetime import date
 from importlib import resources
 from string import Template
 from typing import Any
@@ -154,6 +155,35 @@ async def list_persons(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@post("/sandbox/persons", status_code=201)
+async def mint_persons(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    """Mint `count` new persons born on `birthday` (each with their own CI, DI and phone)."""
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=400, detail='send {"birthday": "YYYY-MM-DD", "count": N}')
+    try:
+        birthday = date.fromisoformat(str(body.get("birthday", "1990-01-01")))
+        count = int(body.get("count", 1))
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(status_code=400, detail="birthday must be YYYY-MM-DD, count a number") from exc
+    if not 1 <= count <= 100_000:
+        raise HTTPException(status_code=400, detail="count must be between 1 and 100000")
+    state = _state(request)
+    try:
+        minted = [
+            state.mint_person(
+                birthday,
+                gender=str(body.get("gender", "male")),
+                carrier=str(body.get("carrier", "SKT")),
+                foreigner=bool(body.get("foreigner", False)),
+            ).id
+            for _ in range(count)
+        ]
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    return {"persons": minted}
+
+
 @post("/sandbox/certifications", status_code=201)
 async def create_certification(request: Request[Any, Any, Any]) -> dict[str, str]:
     body = await request.json()
@@ -283,6 +313,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> ASGIApp:
             request_otp,
             confirm_otp,
             list_persons,
+            mint_persons,
             create_certification,
             peek_otp,
             add_fault,

@@ -6,6 +6,7 @@ valid returns the same token; asking within its last minute extends it by 5 minu
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -19,6 +20,9 @@ from typing import Any
 
 KST = timezone(timedelta(hours=9))
 FAULT_KINDS = ("latency", "status", "malformed", "drop", "expired_token")
+CARRIERS = ("SKT", "KT", "LGT", "SKT_MVNO", "KT_MVNO", "LGT_MVNO")
+_FAMILY_NAMES = "김이박최정강조윤장임"
+_GIVEN_NAMES = ("민준", "서연", "도윤", "지우", "하준", "서윤", "시우", "하은", "주원", "지민")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,7 @@ class SandboxState:
     otps: dict[str, str] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    minted: int = 0
     _token: _Token | None = None
 
     def __post_init__(self) -> None:
@@ -129,6 +134,42 @@ class SandboxState:
     def expire_token(self) -> None:
         if self._token is not None:
             self._token.expires_at = self.now()
+
+    # ---- synthetic persons ------------------------------------------------------------------------
+    def mint_person(
+        self,
+        birthday: date,
+        *,
+        gender: str = "male",
+        carrier: str = "SKT",
+        foreigner: bool = False,
+        provider: str = "danal",
+    ) -> Person:
+        """A new person nobody has seen: their own CI, DI and phone number, born on `birthday`.
+
+        For load tests and benchmarks, which need thousands of distinct people where the twelve
+        fixed persons would all be bound after the first pass.
+        """
+        if carrier not in CARRIERS:
+            raise ValueError(f"carrier must be one of {', '.join(CARRIERS)}")
+        self.minted += 1
+        number = self.minted
+        record: dict[str, Any] = {
+            "name": _FAMILY_NAMES[number % 10] + _GIVEN_NAMES[number // 10 % 10],
+            "gender": gender,
+            "birthday": birthday.isoformat(),
+            "pg_provider": provider,
+            "phone": f"019{number % 10**8:08d}",  # 019: a prefix no one is issued any more
+            "carrier": carrier,
+            "foreigner": foreigner,
+            "foreigner_v2": foreigner,
+            # Real CIs are 88 base64 characters (64 bytes), DIs 64 (48 bytes).
+            "unique_key": base64.b64encode(secrets.token_bytes(64)).decode(),
+            "unique_in_site": base64.b64encode(secrets.token_bytes(48)).decode(),
+        }
+        person = Person(f"synthetic-{number}", f"synthetic person {number}", record)
+        self.persons[person.id] = person
+        return person
 
     # ---- certifications -------------------------------------------------------------------------
     def new_imp_uid(self) -> str:

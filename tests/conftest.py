@@ -92,16 +92,16 @@ def settings_for(tmp_path: Path) -> SettingsFactory:
             keyring={"path": str(tmp_path / "keyring.json")},
         )
         if not (tmp_path / "keyring.json").exists():
-            KeyringSource(tmp_path / "keyring.json", {}).save(Keyring.generate(), create=True)
+            KeyringSource(tmp_path / "keyring.json").save(Keyring.generate(), create=True)
         return with_overrides(base, **sections) if sections else base
 
     return make
 
 
 @contextlib.asynccontextmanager
-async def running_api(settings: Settings, **ports: object) -> AsyncIterator[httpx.AsyncClient]:
+async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real Litestar app on a real socket; yields a client pointed at it."""
-    listener = Listener(create_app(settings, **ports), "127.0.0.1", 0, "API")
+    listener = Listener(create_app(settings), "127.0.0.1", 0, "API")
     async with serving([listener]) as (url,), httpx.AsyncClient(base_url=url, timeout=30) as client:
         yield client
 

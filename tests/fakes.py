@@ -4,6 +4,8 @@ real adapter (tests/contract), so they cannot drift from what production does.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +16,7 @@ from idgate.domain import (
     CertificationAlreadyUsed,
     CertificationNotFound,
     Gender,
+    IdentityAccess,
     IdentityAlreadyBound,
     Outcome,
     PolicyContext,
@@ -21,6 +24,9 @@ from idgate.domain import (
     PolicyResult,
     PreparedRequest,
     Principal,
+    Role,
+    TokenInfo,
+    TokenNameTaken,
     Verdict,
     VerifiedIdentity,
 )
@@ -87,7 +93,8 @@ class InMemoryVerificationStore:
     consumed: set[str] = field(default_factory=set)
     decisions: list[PolicyDecision] = field(default_factory=list)
     identities: dict[str, Certification] = field(default_factory=dict)  # by subject
-    access_log: list[tuple[str, str, str]] = field(default_factory=list)  # (actor, action, subject)
+    access_log: list[IdentityAccess] = field(default_factory=list)
+    clock: FixedClock = field(default_factory=FixedClock)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def save_prepared_request(self, request: PreparedRequest) -> None:
@@ -132,7 +139,7 @@ class InMemoryVerificationStore:
         c = self.identities.get(subject)
         if c is None:
             return None
-        self.access_log.append((accessor.name, "read", subject))
+        self._record_access(accessor, "read", subject)
         return VerifiedIdentity(
             subject=subject,
             name=c.name,
@@ -146,11 +153,59 @@ class InMemoryVerificationStore:
         )
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:
-        self.access_log.append((accessor.name, "erase", subject))
-        return self.identities.pop(subject, None) is not None
+        if self.identities.pop(subject, None) is None:
+            return False
+        self._record_access(accessor, "erase", subject)
+        return True
+
+    async def accesses(self, subject: str) -> list[IdentityAccess]:
+        return [a for a in self.access_log if a.subject == subject]
+
+    def _record_access(self, accessor: Principal, action: str, subject: str) -> None:
+        self.access_log.append(
+            IdentityAccess(
+                at=self.clock.now(), actor=accessor.name, role=accessor.role, action=action, subject=subject
+            )
+        )
 
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
         return next((d for d in self.decisions if d.decision_id == decision_id), None)
+
+
+@dataclass
+class FakeAccessTokens:
+    """API tokens in memory; like the real adapter it keeps only a hash of each token."""
+
+    by_hash: dict[str, TokenInfo] = field(default_factory=dict)  # SHA-256 of the token → what it is
+    clock: FixedClock = field(default_factory=FixedClock)
+
+    async def create(self, name: str, role: Role) -> str:
+        if any(info.name == name for info in self.by_hash.values()):
+            raise TokenNameTaken(f"a token named {name!r} already exists")
+        token = "idgt_" + secrets.token_urlsafe(32)
+        info = TokenInfo(name=name, role=role, created_at=self.clock.now(), revoked_at=None)
+        self.by_hash[_sha256(token)] = info
+        return token
+
+    async def authenticate(self, token: str) -> Principal | None:
+        info = self.by_hash.get(_sha256(token))
+        if info is None or info.revoked_at is not None:
+            return None
+        return Principal(name=info.name, role=info.role)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        return sorted(self.by_hash.values(), key=lambda info: info.created_at)
+
+    async def revoke(self, name: str) -> bool:
+        for digest, info in self.by_hash.items():
+            if info.name == name and info.revoked_at is None:
+                self.by_hash[digest] = replace(info, revoked_at=self.clock.now())
+                return True
+        return False
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass
@@ -159,6 +214,7 @@ class StaticPolicyEvaluator:
 
     results: Sequence[PolicyResult] = ()
     policy_set: str = "sha256:static"
+    enabled: Sequence[str] = ("static",)
     seen: list[tuple[Certification, PolicyContext]] = field(default_factory=list)
 
     async def evaluate(self, certification: Certification, context: PolicyContext) -> Sequence[PolicyResult]:

@@ -1,6 +1,6 @@
 """Keyrings, authenticated field encryption and blind indexes (on `cryptography`)."""
 
-from .envelope import BlindIndexer, DecryptionError, FieldCipher, normalize, same
+from .envelope import BlindIndexer, DecryptionError, FieldCipher, check_value, normalize, same
 from .keyring import Key, Keyring, KeyringSource, Ring
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Keyring",
     "KeyringSource",
     "Ring",
+    "check_value",
     "normalize",
     "same",
 ]

@@ -136,6 +136,16 @@ class BlindIndexer:
         return hmac.new(subkey, canonical, hashlib.sha256).digest()
 
 
+def check_value(key: Key, ring: str) -> bytes:
+    """A keyed fingerprint of one key (16 bytes), recorded in the database to recognise the keyring.
+
+    It reveals nothing about the key, but a different key with the same id gives a different value,
+    so a keyring swapped for another is noticed before anything is written under it.
+    """
+    subkey = _subkey(key.material, b"idgate/key-check/v1", ring.encode())
+    return hmac.new(subkey, b"", hashlib.sha256).digest()[:16]
+
+
 def same(a: bytes, b: bytes) -> bool:
     """Constant-time equality for digests and plaintexts."""
     return hmac.compare_digest(a, b)

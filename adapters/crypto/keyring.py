@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import secrets
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from idgate.domain import ConfigurationError
+from idgate.domain import ConfigurationError, KeyIsPrimary, KeyNotFound, KeyringExists, KeyringUnavailable
 
 Status = Literal["primary", "active", "retired"]
 _STATUSES = ("primary", "active", "retired")
@@ -75,9 +74,9 @@ class Ring:
     def retired(self, key_id: int) -> Ring:
         key = self.keys.get(key_id)
         if key is None:
-            raise ConfigurationError(f"there is no key {key_id}; see `idgate keys status`.")
+            raise KeyNotFound(f"there is no key {key_id}; see `idgate keys status`.")
         if key.status == "primary":
-            raise ConfigurationError(
+            raise KeyIsPrimary(
                 f"key {key_id} is the primary key; rotate first, then re-encrypt, then retire it."
             )
         return Ring({**self.keys, key_id: replace(key, status="retired")})
@@ -171,10 +170,11 @@ class Keyring:
 class KeyringSource:
     """Where the keyring lives: a file (re-read when it changes) or the IDGATE_KEYRING variable."""
 
-    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: Path, inline: str = "") -> None:
+        """`inline` is the base64 of a keyring document (IDGATE_KEYRING); it takes precedence over `path`."""
         self.path = path
-        self._inline = (os.environ if environ is None else environ).get("IDGATE_KEYRING")
-        self._seen: tuple[int, int] | None = None
+        self._inline = inline
+        self._seen: tuple[int, ...] | None = None
         self._keyring: Keyring | None = None
         self._checked_at = 0.0
 
@@ -196,15 +196,25 @@ class KeyringSource:
         return self._load_file()
 
     def current(self) -> Keyring:
-        """The keyring, re-read if the file changed since (rotation by another process)."""
+        """The keyring, re-read if the file changed since (rotation by another process).
+
+        Called while serving: a keyring that became unreadable or malformed raises KeyringUnavailable
+        (the request fails with 503 and consumes nothing), never the start-up ConfigurationError.
+        """
         # A stat at most once a second: cheap enough for every field, quick enough for a rotation.
-        if self._keyring is not None and not self._inline and time.monotonic() - self._checked_at >= 1.0:
-            self._checked_at = time.monotonic()
-            with contextlib.suppress(OSError):
+        if self._keyring is not None and not self._inline and time.monotonic() - self._checked_at < 1.0:
+            return self._keyring
+        self._checked_at = time.monotonic()
+        try:
+            if self._keyring is not None and not self._inline:
                 info = self.path.stat()
-                if (info.st_mtime_ns, info.st_size) != self._seen:
+                if _signature(info) != self._seen:
                     return self._load_file()
-        return self._keyring or self.load()
+            return self._keyring or self.load()
+        except (ConfigurationError, OSError) as exc:
+            self._keyring = None  # nothing is served from a keyring file that is no longer there
+            message = exc.message if isinstance(exc, ConfigurationError) else f"({exc.strerror})"
+            raise KeyringUnavailable(f"the keyring can no longer be read: {message}") from None
 
     def _load_file(self) -> Keyring:
         try:
@@ -228,7 +238,7 @@ class KeyringSource:
                 f"the keyring at {self.path} cannot be read ({type(exc).__name__})."
             ) from None
         self._keyring = Keyring.from_json(text, str(self.path))
-        self._seen = (info.st_mtime_ns, info.st_size)
+        self._seen = _signature(info)
         return self._keyring
 
     def save(self, keyring: Keyring, *, create: bool = False) -> None:
@@ -239,7 +249,7 @@ class KeyringSource:
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if create and self.path.exists():
-            raise ConfigurationError(f"a keyring already exists at {self.path}; it was left as it is.")
+            raise KeyringExists(f"a keyring already exists at {self.path}; it was left as it is.")
         temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -248,3 +258,8 @@ class KeyringSource:
             os.fsync(file.fileno())
         os.replace(temporary, self.path)
         self._load_file()
+
+
+def _signature(info: os.stat_result) -> tuple[int, ...]:
+    """What changes when the keyring file is rewritten, replaced or has its mode changed."""
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)

@@ -1,4 +1,6 @@
-"""Key maintenance on stored identities: status, re-encryption and re-indexing, retiring keys.
+"""Operator use cases on keys and stored identities: status, rotation, re-encryption, retirement.
+
+The CLI only parses, prints and draws progress bars; tests call these same methods.
 
 Re-encryption is stateless and therefore resumable: each batch takes the rows whose envelopes or
 index entries are not yet under the primary keys, rewrites them, and commits. A killed run simply
@@ -8,18 +10,22 @@ finds fewer rows next time. Each row is updated only if it is still the version 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, func, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from idgate.domain import ConfigurationError, StoreUnavailable
+from idgate.adapters.crypto import BlindIndexer, FieldCipher, KeyringSource
+from idgate.domain import Clock, KeyInUse, StoreConflict
 
 from .errors import translated_errors
 from .identities import ENCRYPTED, IdentityCodec
-from .tables import IDENTITIES, IDENTITY_INDEX, IdentityIndexRow, IdentityRow
+from .keyring_check import KeyFinding, VerifiedKeyring, inspect_keyring, key_usage, record_check_values
+from .tables import IDENTITIES, IDENTITY_INDEX
+
+Progress = Callable[[int, int], None]
+"""Called after every batch with (rows rewritten so far, rows outdated when the run started)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,44 +37,91 @@ class KeyUsage:
 
 
 class KeyMaintenance:
-    def __init__(self, engine: AsyncEngine, codec: IdentityCodec) -> None:
+    def __init__(self, engine: AsyncEngine, source: KeyringSource, clock: Clock) -> None:
         self._engine = engine
-        self._codec = codec
+        self._source = source
+        self._clock = clock
+        self._keyring = VerifiedKeyring(source.current, engine, clock)
+        self._codec = IdentityCodec(FieldCipher(self._keyring), BlindIndexer(self._keyring))
 
-    def _session(self) -> AsyncSession:
-        return AsyncSession(self._engine, expire_on_commit=False)
+    # ---- reading ------------------------------------------------------------------------------
+    async def status(self) -> list[KeyFinding]:
+        """Every key of the keyring, and every key id stored identities use, against the database.
+
+        Unlike every other method this one never refuses a mismatched keyring: it is how an operator
+        finds out what is wrong with it.
+        """
+        return await inspect_keyring(self._engine, self._source.load())
 
     async def usage(self) -> KeyUsage:
-        async with translated_errors(), self._session() as session:
-            total = (await session.exec(select(func.count()).select_from(IdentityRow))).one()
-            by_key = (
-                await session.exec(select(IdentityRow.key_id, func.count()).group_by(col(IdentityRow.key_id)))
-            ).all()
-            by_index = (
-                await session.exec(
-                    select(IdentityRow.index_key_id, func.count()).group_by(col(IdentityRow.index_key_id))
+        async with translated_errors(), self._engine.connect() as connection:
+            total = (
+                await connection.execute(sa.select(sa.func.count()).select_from(IDENTITIES))
+            ).scalar_one()
+            usage = await key_usage(connection)
+            index_rows = await connection.execute(
+                sa.select(IDENTITY_INDEX.c.index_key_id, sa.func.count()).group_by(
+                    IDENTITY_INDEX.c.index_key_id
                 )
-            ).all()
-            index_rows = (
-                await session.exec(
-                    select(IdentityIndexRow.index_key_id, func.count()).group_by(
-                        col(IdentityIndexRow.index_key_id)
-                    )
-                )
-            ).all()
-        return KeyUsage(total, dict(by_key), dict(by_index), dict(index_rows))
-
-    def _outdated(self) -> sa.ColumnElement[bool]:
-        return sa.or_(
-            col(IdentityRow.key_id) != self._codec.cipher.primary_key_id(),
-            col(IdentityRow.index_key_id) != self._codec.indexer.primary_key_id(),
-        )
+            )
+            return KeyUsage(
+                int(total),
+                usage["encryption"],
+                usage["index"],
+                {int(k): int(n) for k, n in index_rows.all()},
+            )
 
     async def pending(self) -> int:
-        async with translated_errors(), self._session() as session:
-            return (
-                await session.exec(select(func.count()).select_from(IdentityRow).where(self._outdated()))
-            ).one()
+        """How many identities are not yet entirely under the primary keys."""
+        await self._keyring.refresh()
+        async with translated_errors(), self._engine.connect() as connection:
+            query = sa.select(sa.func.count()).select_from(IDENTITIES).where(self._outdated())
+            return int((await connection.execute(query)).scalar_one())
+
+    # ---- the operator's commands --------------------------------------------------------------
+    async def rotate(self, *, index: bool = False) -> int:
+        """Make a new primary encryption (or index) key and return its id; the old one stays readable."""
+        await self._keyring.refresh()  # never rotate away from a keyring that does not fit
+        rotated = self._source.load().rotated(index=index)
+        self._source.save(rotated)
+        # Saved first: a value recorded for a key that never reached the file would later refuse a
+        # different key given the same id.
+        await record_check_values(self._engine, rotated, self._clock)
+        return rotated.ring(index=index).primary.id
+
+    async def reencrypt_all(self, *, batch_size: int = 500, progress: Progress | None = None) -> int:
+        """Move every identity under the primary keys, a batch per transaction; returns rows rewritten."""
+        total = await self.pending()
+        rewritten, after = 0, ""
+        while True:
+            done, after = await self.reencrypt_batch(batch_size, after)
+            if not after:
+                return rewritten
+            rewritten += done
+            if progress is not None:
+                progress(rewritten, total)
+
+    async def retire(self, key_id: int, *, index: bool = False) -> None:
+        """Retire a key no identity needs any more; refuses the primary key and a key still in use."""
+        await self._keyring.refresh()
+        retired = self._source.load().retired(key_id, index=index)  # refuses the primary and unknown ids
+        ring = "index" if index else "encryption"
+        usage = await self.usage()
+        in_use = (usage.by_index_key if index else usage.by_encryption_key).get(key_id, 0)
+        if in_use:
+            raise KeyInUse(
+                f"{ring} key {key_id} still covers {in_use} identities; run `idgate keys reencrypt` first."
+            )
+        if index:
+            await self._drop_index_entries(key_id)
+        self._source.save(retired)
+
+    # ---- the batch behind reencrypt_all -------------------------------------------------------
+    def _outdated(self) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            IDENTITIES.c.key_id != self._codec.cipher.primary_key_id(),
+            IDENTITIES.c.index_key_id != self._codec.indexer.primary_key_id(),
+        )
 
     async def reencrypt_batch(self, limit: int, after: str = "") -> tuple[int, str]:
         """Bring up to `limit` outdated rows (ids after `after`) under the primary keys, in one transaction.
@@ -76,6 +129,7 @@ class KeyMaintenance:
         Returns how many rows were rewritten and the last id looked at ("" when nothing was left).
         Works on SQLAlchemy Core rows: building ORM objects cost ten times the cryptography.
         """
+        await self._keyring.refresh()
         primary_key = self._codec.cipher.primary_key_id()
         primary_index = self._codec.indexer.primary_key_id()
         identities = IDENTITIES
@@ -117,7 +171,7 @@ class KeyMaintenance:
             if swapped.rowcount != len(rows):
                 # Cannot happen inside BEGIN IMMEDIATE (what `operations()` uses on SQLite); a database
                 # without it must lock the rows it reads. Rolling back keeps every row consistent.
-                raise StoreUnavailable(
+                raise StoreConflict(
                     "identities changed during re-encryption; run `idgate keys reencrypt` again."
                 )
             reindexed = [row.id for row in rows if row.index_key_id != primary_index]
@@ -139,19 +193,9 @@ class KeyMaintenance:
                     await connection.execute(sa.insert(IDENTITY_INDEX), entries)
         return len(rows), rows[-1].id
 
-    async def check_retirable(self, ring: str, key_id: int) -> None:
-        """Refuse to retire a key that still protects or indexes a row."""
-        usage = await self.usage()
-        in_use = (usage.by_encryption_key if ring == "encryption" else usage.by_index_key).get(key_id, 0)
-        if in_use:
-            raise ConfigurationError(
-                f"{ring} key {key_id} still covers {in_use} identities; run `idgate keys reencrypt` first."
+    async def _drop_index_entries(self, key_id: int) -> int:
+        async with translated_errors(), self._engine.begin() as connection:
+            result = await connection.execute(
+                sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.index_key_id == key_id)
             )
-
-    async def drop_index_entries(self, key_id: int) -> int:
-        async with translated_errors(), self._session() as session:
-            result = await session.exec(
-                sa.delete(IdentityIndexRow).where(col(IdentityIndexRow.index_key_id) == key_id)
-            )
-            await session.commit()
         return int(result.rowcount)

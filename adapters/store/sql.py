@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from idgate.adapters.crypto import same
+from idgate.adapters.crypto import BlindIndexer, FieldCipher, same
 from idgate.domain import (
     Certification,
     CertificationAlreadyUsed,
     Clock,
     ConfigurationError,
+    IdentityAccess,
     IdentityAlreadyBound,
     Outcome,
     PolicyDecision,
     PolicyResult,
     PreparedRequest,
     Principal,
+    Role,
     StoreUnavailable,
     Verdict,
     VerifiedIdentity,
@@ -34,6 +38,7 @@ from idgate.domain import (
 
 from .errors import translated_errors
 from .identities import IdentityCodec
+from .keyring_check import VerifiedKeyring
 from .tables import (
     ConsumedCertificationRow,
     DecisionRow,
@@ -60,20 +65,57 @@ def create_engine(url: str, *, write_transactions: bool = False) -> AsyncEngine:
             "database url is not a valid SQLAlchemy URL; use e.g. sqlite+aiosqlite:///.idgate/idgate.db"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         if parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database).absolute()
             try:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(
                     f"cannot create the folder for the SQLite database ({exc.strerror}); fix [database] url."
                 ) from exc
-        engine = create_async_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "checkout", SqliteFileWatch(path).check)
         if write_transactions:
             event.listen(engine.sync_engine, "connect", _driver_autocommit)
             event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+
+
+class SqliteFileWatch:
+    """Refuses to hand out a connection once the database file was deleted or replaced.
+
+    SQLite keeps writing to a file that was unlinked under it, and a new connection would silently
+    create an empty database in its place: either way acknowledged decisions would vanish at the next
+    restart. The watch holds a descriptor of the file it first saw (so its inode cannot be reused by a
+    replacement) and, at every checkout, checks that the file still has a name and that the path still
+    leads to it: an fstat() and a stat().
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._descriptor: int | None = None
+
+    def check(self, _dbapi_connection: object, _record: object, _proxy: object) -> None:
+        if self._descriptor is None:
+            try:
+                self._descriptor = os.open(self._path, os.O_RDONLY)
+            except FileNotFoundError:
+                return  # not created yet: the connection being made creates it
+            weakref.finalize(self, os.close, self._descriptor)
+            return
+        ours = os.fstat(self._descriptor)
+        try:
+            found = os.stat(self._path)
+        except FileNotFoundError:
+            found = None
+        if ours.st_nlink == 0 or found is None or (found.st_dev, found.st_ino) != (ours.st_dev, ours.st_ino):
+            log.error("database_file_replaced", present=found is not None)
+            raise StoreUnavailable(
+                "the SQLite database file was deleted or replaced while idgate was running; nothing "
+                "more is written. Restore the file from a backup, then restart idgate."
+            )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -98,9 +140,10 @@ class SqlVerificationStore:
     """Implements VerificationStore, IdentityDirectory and IdentityVault on one database, so that
     consuming an imp_uid, binding the identity and appending the decision share one transaction."""
 
-    def __init__(self, engine: AsyncEngine, codec: IdentityCodec, clock: Clock) -> None:
+    def __init__(self, engine: AsyncEngine, keyring: VerifiedKeyring, clock: Clock) -> None:
         self._engine = engine
-        self._codec = codec
+        self._keyring = keyring
+        self._codec = IdentityCodec(FieldCipher(keyring), BlindIndexer(keyring))
         self._clock = clock
 
     @staticmethod
@@ -111,6 +154,10 @@ class SqlVerificationStore:
     async def ping(self) -> None:
         async with translated_errors(), self._engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
+
+    async def check_keyring(self) -> None:
+        """Raise KeyringMismatch (or KeyringUnavailable) unless the keyring fits the stored identities."""
+        await self._keyring.refresh()
 
     def _session(self) -> AsyncSession:
         return AsyncSession(self._engine, expire_on_commit=False)
@@ -150,6 +197,8 @@ class SqlVerificationStore:
         certification: Certification,
         prepared_merchant_uid: str | None,
     ) -> None:
+        if decision.verdict is Verdict.ALLOW and decision.subject is not None:
+            await self._keyring.refresh()
         async with translated_errors(), self._session() as session:
             try:
                 # The consumption row goes first: its primary key is the lock that makes a second,
@@ -203,6 +252,7 @@ class SqlVerificationStore:
         return await self._subjects_with("di", di)
 
     async def _subjects_with(self, kind: str, value: str) -> list[str]:
+        await self._keyring.refresh()
         digests = self._codec.digests(kind, value)
         matches = sa.or_(
             *(
@@ -229,6 +279,7 @@ class SqlVerificationStore:
 
     # ---- IdentityVault ------------------------------------------------------------------------
     async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
+        await self._keyring.refresh()
         async with translated_errors(), self._session() as session:
             row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
             if row is None:
@@ -248,6 +299,19 @@ class SqlVerificationStore:
             await session.commit()
         await self.checkpoint()
         return True
+
+    async def accesses(self, subject: str) -> list[IdentityAccess]:
+        query = (
+            select(IdentityAccessRow)
+            .where(IdentityAccessRow.subject == subject)
+            .order_by(col(IdentityAccessRow.id))
+        )
+        async with translated_errors(), self._session() as session:
+            rows = (await session.exec(query)).all()
+        return [
+            IdentityAccess(at=r.at, actor=r.actor, role=Role(r.role), action=r.action, subject=r.subject)
+            for r in rows
+        ]
 
     def _access(self, accessor: Principal, action: str, subject: str) -> IdentityAccessRow:
         return IdentityAccessRow(

@@ -141,6 +141,22 @@ class ApiTokenRow(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 
 
+class KeyCheckRow(SQLModel, table=True):
+    """A keyed fingerprint of every key ever used with this database (see adapters.crypto.check_value).
+
+    Start-up and every keyring reload compare the keyring against these rows, so a keyring swapped for
+    another one is refused before a single identity is written or looked up under it.
+    """
+
+    __tablename__ = "key_checks"
+
+    ring: str = Field(primary_key=True, max_length=10)  # "encryption" or "index"
+    key_id: int = Field(primary_key=True)
+    check_value: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    recorded_at: datetime = Field(sa_column=_utc())
+
+
 # Core handles on the same tables, for bulk work where building ORM objects would dominate the cost.
 IDENTITIES = SQLModel.metadata.tables["identities"]
 IDENTITY_INDEX = SQLModel.metadata.tables["identity_index"]
+KEY_CHECKS = SQLModel.metadata.tables["key_checks"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -14,20 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from idgate.domain import Clock, InvalidRequest, Principal, Role
+from idgate.domain import Clock, Principal, Role, TokenInfo, TokenNameTaken
 
 from .errors import translated_errors
 from .tables import ApiTokenRow
 
 TOKEN_PREFIX = "idgt_"  # noqa: S105 - a recognisable prefix, not a secret
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    name: str
-    role: Role
-    created_at: datetime
-    revoked_at: datetime | None
 
 
 def _hash(token: str) -> str:
@@ -50,7 +40,7 @@ class SqlAccessTokens:
             try:
                 await session.commit()
             except IntegrityError:
-                raise InvalidRequest(f"a token named {name!r} already exists; pick another name.") from None
+                raise TokenNameTaken(f"a token named {name!r} already exists; pick another name.") from None
         return token
 
     async def authenticate(self, token: str) -> Principal | None:
@@ -65,7 +55,10 @@ class SqlAccessTokens:
     async def list_tokens(self) -> list[TokenInfo]:
         async with translated_errors(), self._session() as session:
             rows = (await session.exec(select(ApiTokenRow).order_by(col(ApiTokenRow.created_at)))).all()
-        return [TokenInfo(r.name, Role(r.role), r.created_at, r.revoked_at) for r in rows]
+        return [
+            TokenInfo(name=r.name, role=Role(r.role), created_at=r.created_at, revoked_at=r.revoked_at)
+            for r in rows
+        ]
 
     async def revoke(self, name: str) -> bool:
         async with translated_errors(), self._session() as session:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from idgate.adapters.crypto import BlindIndexer, FieldCipher, Keyring, KeyringSource
-from idgate.adapters.store import IdentityCodec, SqlVerificationStore, create_engine
 from idgate.domain import (
     CertificationAlreadyUsed,
     Outcome,
@@ -20,22 +16,7 @@ from idgate.domain import (
     VerificationStore,
     new_decision_id,
 )
-from tests.fakes import T0, FixedClock, InMemoryVerificationStore, a_certification, a_result
-
-
-@pytest.fixture(params=["fake", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VerificationStore]:
-    if request.param == "fake":
-        yield InMemoryVerificationStore()
-        return
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/contract.db")
-    keys = KeyringSource(tmp_path / "keyring.json", {})
-    keys.save(Keyring.generate(), create=True)
-    await SqlVerificationStore.create_schema_on(engine)
-    yield SqlVerificationStore(
-        engine, IdentityCodec(FieldCipher(keys.current), BlindIndexer(keys.current)), FixedClock()
-    )
-    await engine.dispose()
+from tests.fakes import T0, a_certification, a_result
 
 
 def a_decision(imp_uid: str = "imp_1", verdict: Verdict = Verdict.ALLOW) -> PolicyDecision:

@@ -51,7 +51,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
-    KeyringSource(tmp_path / "keyring.json", {}).save(Keyring.generate(), create=True)
+    KeyringSource(tmp_path / "keyring.json").save(Keyring.generate(), create=True)
     return {
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
         "IDGATE_PORTONE_URL": sandbox.url,
@@ -102,13 +102,15 @@ async def test_a_broken_store_exits_3(sandbox: Sandbox, env: dict[str, str], tmp
 
 async def test_serve_without_credentials_says_where_to_set_them() -> None:
     run = await idgate("serve", "--port", str(free_port()))
-    assert_clean_failure(run, 2, "IDGATE_PORTONE_IMP_KEY", "IDGATE_PORTONE_IMP_SECRET", "idgate demo")
+    assert_clean_failure(run, 5, "IDGATE_PORTONE_IMP_KEY", "IDGATE_PORTONE_IMP_SECRET", "idgate demo")
 
 
 async def test_configuration_mistakes_are_named(tmp_path: Path) -> None:
     (tmp_path / "typo.toml").write_text('[portone]\nimp_kee = "x"\n')
     assert_clean_failure(
-        await idgate("--config", str(tmp_path / "typo.toml"), "serve"), 2, "unknown key `imp_kee`"
+        await idgate("--config", str(tmp_path / "typo.toml"), "serve"),
+        5,
+        "unknown key `imp_kee` in [portone]",
     )
     (tmp_path / "badpolicy.toml").write_text("[policies.age_limt]\nmin_age = 19\n")
     run = await idgate(
@@ -117,34 +119,30 @@ async def test_configuration_mistakes_are_named(tmp_path: Path) -> None:
         "serve",
         env={"IDGATE_PORTONE_IMP_KEY": "k", "IDGATE_PORTONE_IMP_SECRET": "s"},
     )
-    assert_clean_failure(run, 2, "unknown policy 'age_limt'", "age_limit")
+    assert_clean_failure(run, 5, "[policies.age_limt] sets options for a policy that is not enabled")
+    (tmp_path / "badname.toml").write_text('[policies]\nenabled = ["age_limt"]\n')
+    run = await idgate(
+        "--config",
+        str(tmp_path / "badname.toml"),
+        "serve",
+        env={"IDGATE_PORTONE_IMP_KEY": "k", "IDGATE_PORTONE_IMP_SECRET": "s"},
+    )
+    assert_clean_failure(run, 5, "unknown policy 'age_limt'", "installed policies: age_limit")
     assert_clean_failure(
         await idgate("serve", env={"IDGATE_PORTONE_IMP_KY": "x"}),
-        2,
+        5,
         "unknown environment variable IDGATE_PORTONE_IMP_KY",
     )
     assert_clean_failure(
-        await idgate("--config", str(tmp_path / "missing.toml"), "serve"), 2, "does not exist", "idgate init"
+        await idgate("--config", str(tmp_path / "missing.toml"), "serve"), 5, "does not exist", "idgate init"
     )
 
 
-async def test_init_writes_a_config_once(tmp_path: Path) -> None:
-    first = await idgate("init")
-    assert first.code == 0
-    assert (tmp_path / "idgate.toml").exists()
-    text = (tmp_path / "idgate.toml").read_text()
-    assert "require_prepare = true" in text
-    assert "[policies.age_limit]" in text
-    assert_clean_failure(await idgate("init"), 2, "already exists")
-    # What init writes is a valid configuration.
-    run = await idgate("policies", "list")
-    assert run.code == 0
-    assert "age_limit" in run.out
-    assert "enabled" in run.out
-
-
-@pytest.fixture
-async def served(env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+@contextlib.asynccontextmanager
+async def idgate_serve(
+    env: dict[str, str],
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    """`idgate serve` as a separate process on a free port; yields a client once /healthz answers."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         IDGATE,
@@ -164,11 +162,65 @@ async def served(env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, 
                 await asyncio.sleep(0.05)
         else:
             process.kill()
-            pytest.fail("idgate serve did not come up")
+            _, err = await process.communicate()
+            pytest.fail(f"idgate serve did not come up: {err.decode()}")
         yield client, process
     with contextlib.suppress(ProcessLookupError):
         process.terminate()
     await process.wait()
+
+
+@pytest.fixture
+async def served(env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    async with idgate_serve(env) as running:
+        yield running
+
+
+async def test_the_readmes_first_steps_init_credentials_serve_verify(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    first = await idgate("init")
+    assert first.code == 0, first
+    assert "wrote idgate.toml" in first.out
+    keyring = tmp_path / ".idgate" / "keyring.json"
+    assert oct(keyring.stat().st_mode & 0o777) == "0o600"
+    assert "[policies.age_limit]" in (tmp_path / "idgate.toml").read_text()
+    listed = await idgate("policies", "list")
+    assert [line.split()[:3] for line in listed.out.splitlines() if not line.startswith(" ")] == [
+        ["age_limit", "1.0.0", "enabled"],
+        ["duplicate_identity", "1.0.0", "enabled"],
+    ]
+
+    credentials = {  # the sandbox stands in for PortOne
+        "IDGATE_PORTONE_URL": sandbox.url,
+        "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
+        "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
+    }
+    async with idgate_serve(credentials) as (api, _):
+        prepared = (await api.post("/certifications/prepare", json={"subject": "acct-1"})).json()
+        imp_uid = await sandbox.certify("adult", prepared["merchant_uid"])
+        answer = await api.post(
+            "/certifications", json={"imp_uid": imp_uid, "merchant_uid": prepared["merchant_uid"]}
+        )
+    assert answer.status_code == 200, answer.text
+    decision = answer.json()
+    assert decision["verdict"] == "allow"
+    assert [(r["policy"], r["code"]) for r in decision["reasons"]] == [
+        ("age_limit", "age_ok"),
+        ("duplicate_identity", "identity_unique"),
+    ]
+
+
+async def test_init_never_overwrites(tmp_path: Path) -> None:
+    assert (await idgate("init")).code == 0
+    keyring = tmp_path / ".idgate" / "keyring.json"
+    original = keyring.read_bytes()
+    assert_clean_failure(await idgate("init"), 2, "already exists")
+    (tmp_path / "idgate.toml").unlink()
+    again = await idgate("init")
+    assert again.code == 0, again
+    assert "kept the keyring already at" in again.out
+    assert keyring.read_bytes() == original
 
 
 async def test_serve_end_to_end_without_personal_data_in_its_logs(
@@ -215,4 +267,4 @@ async def test_demo_refuses_a_busy_port_clearly() -> None:
         run = await idgate(
             "demo", "--check", "--port", str(busy.getsockname()[1]), "--sandbox-port", str(free_port())
         )
-    assert_clean_failure(run, 2, "cannot listen on", "--port")
+    assert_clean_failure(run, 5, "cannot listen on", "--port")

@@ -10,6 +10,15 @@ from tests.conftest import Sandbox
 from tests.e2e.test_cli import assert_clean_failure, free_port, idgate
 
 
+def status_rows(table: str) -> list[list[str]]:
+    """The rows of the table `idgate keys status` prints, as lists of cell texts."""
+    return [
+        [cell.strip() for cell in line.strip("│┃").split("│")]
+        for line in table.splitlines()
+        if line.startswith("│")
+    ]
+
+
 def env_for(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
     return {
         "IDGATE_PORTONE_URL": sandbox.url,
@@ -24,7 +33,7 @@ async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None
     env = env_for(sandbox, tmp_path)
     keyring = tmp_path / "keys" / "keyring.json"
     assert_clean_failure(
-        await idgate("verify", await sandbox.certify("adult"), env=env), 2, "idgate keys generate"
+        await idgate("verify", await sandbox.certify("adult"), env=env), 5, "idgate keys generate"
     )
 
     generated = await idgate("keys", "generate", env=env)
@@ -42,12 +51,21 @@ async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None
     rotated = await idgate("keys", "rotate", env=env)
     assert "new primary encryption key 2" in rotated.out
     assert_clean_failure(
-        await idgate("keys", "retire", "1", env=env), 2, "still covers 3 identities", "keys reencrypt"
+        await idgate("keys", "retire", "1", env=env),
+        2,
+        "key_in_use",
+        "still covers 3 identities",
+        "keys reencrypt",
     )
-    assert_clean_failure(await idgate("keys", "retire", "2", env=env), 2, "primary")
+    assert_clean_failure(await idgate("keys", "retire", "2", env=env), 2, "key_is_primary")
+    assert_clean_failure(await idgate("keys", "retire", "7", env=env), 2, "key_not_found")
     status = await idgate("keys", "status", env=env)
-    assert status.code == 0
-    assert "active" in status.out
+    assert status.code == 0, status
+    assert status_rows(status.out) == [
+        ["encryption", "1", "active", "3", "ok"],
+        ["encryption", "2", "primary", "0", "ok"],
+        ["index", "1", "primary", "3", "ok"],
+    ]
     reencrypted = await idgate("keys", "reencrypt", env=env)
     assert reencrypted.code == 0
     assert "re-encrypted 3 identities" in reencrypted.out
@@ -64,10 +82,10 @@ async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None
     assert "shop" in listed.out
     assert token not in listed.out
     assert_clean_failure(
-        await idgate("tokens", "create", "--role", "admin", "--name", "shop", env=env), 2, "already exists"
+        await idgate("tokens", "create", "--role", "admin", "--name", "shop", env=env), 2, "token_name_taken"
     )
     assert (await idgate("tokens", "revoke", "shop", env=env)).code == 0
-    assert_clean_failure(await idgate("tokens", "revoke", "shop", env=env), 2, "no active token")
+    assert_clean_failure(await idgate("tokens", "revoke", "shop", env=env), 2, "token_not_found")
     with sqlite3.connect(tmp_path / "ops.db") as db:
         stored = db.execute("select token_hash from api_tokens").fetchone()[0]
     assert token not in stored
@@ -83,4 +101,4 @@ async def test_serve_refuses_a_keyring_others_can_read(sandbox: Sandbox, tmp_pat
     assert (await idgate("keys", "generate", env=env)).code == 0
     os.chmod(tmp_path / "keys" / "keyring.json", 0o644)
     run = await idgate("serve", "--port", str(free_port()), env=env)
-    assert_clean_failure(run, 2, "readable by others", "chmod 600")
+    assert_clean_failure(run, 5, "readable by others", "chmod 600")

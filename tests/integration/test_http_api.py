@@ -77,7 +77,12 @@ async def test_the_age_limit_decides(
     api: httpx.AsyncClient, sandbox: Sandbox, person: str, verdict: str
 ) -> None:
     answer = await api.post("/certifications", json=await prepared_certification(api, sandbox, person))
-    assert answer.json()["verdict"] == verdict
+    decision = answer.json()
+    assert decision["verdict"] == verdict
+    age = next(r for r in decision["reasons"] if r["policy"] == "age_limit")
+    assert (
+        (age["outcome"], age["code"]) == ("allow", "age_ok") if verdict == "allow" else ("deny", "under_age")
+    )
 
 
 async def test_a_replay_is_409(api: httpx.AsyncClient, sandbox: Sandbox) -> None:
@@ -188,17 +193,33 @@ async def test_a_broken_store_is_503_and_readyz_says_so(
     api: httpx.AsyncClient, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     body = await prepared_certification(api, sandbox, "adult")
+    assert (await api.get("/readyz")).status_code == 200
     with sqlite3.connect(tmp_path / "idgate.db") as db:
         db.execute("drop table consumed_certifications")
     assert_problem(await api.post("/certifications", json=body), 503, "store_unavailable")
+    (tmp_path / "idgate.db").rename(tmp_path / "moved-away.db")
+    ready = await api.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["store"] == "store_unavailable"
 
 
-@pytest.mark.parametrize("payload", [{"imp_uid": 5}, {"imp_uid": "imp_1", "extra": 1}, {}, [], "x"])
-async def test_bad_bodies_are_400_problems(api: httpx.AsyncClient, payload: object) -> None:
+@pytest.mark.parametrize(
+    ("payload", "names"),
+    [
+        ({"imp_uid": 5}, "imp_uid"),
+        ({"imp_uid": "imp_1", "extra": 1}, "extra"),
+        ({}, "imp_uid"),
+        ([], "object"),
+        ("x", "object"),
+    ],
+)
+async def test_bad_bodies_are_400_problems_that_name_the_field(
+    api: httpx.AsyncClient, payload: object, names: str
+) -> None:
     answer = await api.post("/certifications", json=payload)
     problem = assert_problem(answer, 400, "invalid_request")
     assert "Traceback" not in answer.text
-    assert problem["errors"] or problem["detail"]
+    assert names in str(problem["errors"])
 
 
 async def test_redirect_flow_without_urls_answers_json(api: httpx.AsyncClient, sandbox: Sandbox) -> None:
@@ -244,7 +265,7 @@ async def test_health_readiness_and_openapi(api: httpx.AsyncClient) -> None:
     assert (await api.get("/healthz")).json() == {"status": "ok"}
     ready = await api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"store": "ok", "portone": "ok"}
+    assert ready.json()["checks"] == {"store": "ok", "keyring": "ok", "portone": "ok"}
     schema = (await api.get("/schema/openapi.json")).json()
     assert {"/certifications", "/certifications/prepare", "/certifications/redirect"} <= set(schema["paths"])
     assert (await api.get("/demo")).status_code == 404  # only `idgate demo` turns the page on

@@ -86,7 +86,7 @@ async def test_no_personal_data_at_rest_or_in_logs(
     assert {"idgate.db", "idgate.db-wal", "idgate.db-shm"} <= set(files)
     assert sum(b"identities" in f for f in files.values())  # the scan reads real content
     logs = caplog.text + repr(events)
-    keyring = KeyringSource(Path(settings.keyring.path), {}).load()
+    keyring = KeyringSource(Path(settings.keyring.path)).load()
     secrets = {
         f"key-{k.id}": k.material for k in [*keyring.encryption.keys.values(), *keyring.index.keys.values()]
     }
@@ -123,7 +123,7 @@ async def test_concurrent_verifications_of_one_person_for_two_accounts_bind_once
 async def test_kakao_without_ci_follows_the_configured_fallback(
     sandbox: Sandbox, settings_for: SettingsFactory
 ) -> None:
-    strict = {"duplicate_identity": {"without_ci": "deny"}}
+    strict = {"options": {"duplicate_identity": {"without_ci": "deny"}}}
     async with running_api(settings_for(sandbox, policies=strict)) as api:
         denied = await verify(api, sandbox, "kakao-no-ci", "acct-k")
     assert denied["verdict"] == "deny"

@@ -13,15 +13,17 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from idgate.adapters.crypto import BlindIndexer, FieldCipher, Keyring
-from idgate.adapters.store import IdentityCodec, KeyMaintenance, SqlVerificationStore, create_engine
+from idgate.adapters.crypto import Keyring, KeyringSource
+from idgate.adapters.store import KeyMaintenance, SqlVerificationStore, VerifiedKeyring, create_engine
 from idgate.domain import (
     Certification,
     IdentityAlreadyBound,
+    KeyInUse,
     Outcome,
     PolicyDecision,
     Principal,
@@ -55,14 +57,18 @@ class IdentityStoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.folder = tempfile.TemporaryDirectory()
-        self.keys = Keyring.generate()
-        codec = IdentityCodec(FieldCipher(lambda: self.keys), BlindIndexer(lambda: self.keys))
+        self.keys = KeyringSource(Path(self.folder.name) / "keyring.json")
+        self.keys.save(Keyring.generate(), create=True)
         self.engine = create_engine(
             f"sqlite+aiosqlite:///{Path(self.folder.name) / 'model.db'}", write_transactions=True
         )
         self.run(SqlVerificationStore.create_schema_on(self.engine))
-        self.store = SqlVerificationStore(self.engine, codec, FixedClock())
-        self.jobs = KeyMaintenance(self.engine, codec)
+        clock = FixedClock()
+        # The store and the operator's commands share one keyring source, as they share the file.
+        self.store = SqlVerificationStore(
+            self.engine, VerifiedKeyring(self.keys.current, self.engine, clock), clock
+        )
+        self.jobs = KeyMaintenance(self.engine, self.keys, clock)
         self.bound: dict[str, Certification] = {}  # the model: subject → person
         self.serial = 0
 
@@ -103,7 +109,7 @@ class IdentityStoreMachine(RuleBasedStateMachine):
 
     @rule(index=st.booleans())
     def rotate(self, index: bool) -> None:
-        self.keys = self.keys.rotated(index=index)
+        self.run(self.jobs.rotate(index=index))
 
     @rule(batch=st.integers(1, 3))
     def reencrypt_one_batch(self, batch: int) -> None:
@@ -111,16 +117,26 @@ class IdentityStoreMachine(RuleBasedStateMachine):
 
     @rule()
     def reencrypt_all_and_retire_old_keys(self) -> None:
-        while self.run(self.jobs.reencrypt_batch(50))[1]:
-            pass
+        self.run(self.jobs.reencrypt_all(batch_size=3))
         assert self.run(self.jobs.pending()) == 0
         for index in (False, True):
-            for key in list(self.keys.ring(index=index).keys.values()):
+            for key in list(self.keys.load().ring(index=index).keys.values()):
                 if key.status == "active":
-                    self.run(self.jobs.check_retirable("index" if index else "encryption", key.id))
-                    if index:
-                        self.run(self.jobs.drop_index_entries(key.id))
-                    self.keys = self.keys.retired(key.id, index=index)
+                    self.run(self.jobs.retire(key.id, index=index))
+
+    @precondition(lambda self: bool(self.bound))
+    @rule(index=st.booleans())
+    def retiring_a_key_in_use_is_refused(self, index: bool) -> None:
+        in_use = self.run(self.jobs.usage())
+        ring = in_use.by_index_key if index else in_use.by_encryption_key
+        for key in self.keys.load().ring(index=index).keys.values():
+            if key.status == "active" and ring.get(key.id):
+                with pytest.raises(KeyInUse):
+                    self.run(self.jobs.retire(key.id, index=index))
+
+    @invariant()
+    def the_keyring_always_fits_the_database(self) -> None:
+        assert not [f for f in self.run(self.jobs.status()) if f.problem]
 
     @precondition(lambda self: bool(self.bound))
     @rule(data=st.data())

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idgate.entrypoints.bootstrap import Operations, operations
+from idgate.domain import KeyInUse, KeyIsPrimary
+from idgate.entrypoints.bootstrap import operations
 from idgate.entrypoints.settings import Settings
 from tests.conftest import Sandbox, prepared_certification
 
@@ -20,10 +21,6 @@ async def bind(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: s
     )
     verdict: str = answer.json()["verdict"]
     return verdict
-
-
-def rotate(ops: Operations, *, index: bool = False) -> None:
-    ops.keyring.save(ops.keyring.load().rotated(index=index))
 
 
 def key_ids(tmp_path: Path) -> set[tuple[int, int]]:
@@ -38,30 +35,38 @@ async def test_rotation_reencryption_and_retirement(
     for i, person in enumerate(people):
         assert await bind(api, sandbox, person, f"acct-{i}") == "allow"
     async with operations(settings) as ops:
-        rotate(ops)
-        rotate(ops, index=True)
+        assert await ops.keys.rotate() == 2
+        assert await ops.keys.rotate(index=True) == 2
         await asyncio.sleep(1.1)  # the running server notices the new keyring within a second
         # New writes use the new keys at once; old rows still read and still block duplicates.
         assert await bind(api, sandbox, "no-phone", "acct-new") == "allow"
         assert await bind(api, sandbox, "adult", "acct-dup") == "deny"
         assert (await ops.keys.usage()).by_encryption_key == {1: 5, 2: 1}
-        with pytest.raises(Exception, match="still covers 5 identities"):
-            await ops.keys.check_retirable("encryption", 1)
+        with pytest.raises(KeyInUse, match="still covers 5 identities"):
+            await ops.keys.retire(1)
+        with pytest.raises(KeyIsPrimary):
+            await ops.keys.retire(2)
 
         # A batch at a time, abandoning the run halfway, as a killed job would.
         done, _ = await ops.keys.reencrypt_batch(2)
         assert (done, await ops.keys.pending()) == (2, 3)
     async with operations(settings) as ops:  # a fresh process picks up where the last stopped
-        while (await ops.keys.reencrypt_batch(2))[1]:
-            pass
+        seen: list[tuple[int, int]] = []
+        assert await ops.keys.reencrypt_all(batch_size=2, progress=lambda *p: seen.append(p)) == 3
+        assert seen == [(2, 3), (3, 3)]
         assert await ops.keys.pending() == 0
         assert key_ids(tmp_path) == {(2, 2)}
-        assert (await ops.keys.reencrypt_batch(100)) == (0, "")  # a second run does nothing
-        await ops.keys.check_retirable("encryption", 1)
-        await ops.keys.check_retirable("index", 1)
-        assert await ops.keys.drop_index_entries(1) > 0
-        keys = ops.keyring.load()
-        ops.keyring.save(keys.retired(1).retired(1, index=True))
+        assert await ops.keys.reencrypt_all() == 0  # a second run does nothing
+        await ops.keys.retire(1)
+        await ops.keys.retire(1, index=True)
+        usage = await ops.keys.usage()
+        assert usage.index_rows.keys() == {2}  # the retired index key's entries are gone
+        assert {(f.ring, f.key_id, f.status, f.verdict) for f in await ops.keys.status()} == {
+            ("encryption", 1, "retired", "ok"),
+            ("encryption", 2, "primary", "ok"),
+            ("index", 1, "retired", "ok"),
+            ("index", 2, "primary", "ok"),
+        }
     await asyncio.sleep(1.1)
     # Everything still reads and duplicates are still caught, with only the new keys left.
     assert await bind(api, sandbox, "dual-phone-a", "acct-d1") == "allow"
@@ -76,16 +81,11 @@ async def test_reencryption_is_safe_while_verifications_arrive(
     for i, person in enumerate(persons):
         await bind(api, sandbox, person, f"acct-{i}")
     async with operations(settings) as ops:
-        rotate(ops)
+        await ops.keys.rotate()
         await asyncio.sleep(1.1)
 
         async def reencrypt() -> None:
-            after = ""
-            while True:
-                _, after = await ops.keys.reencrypt_batch(1, after)
-                if not after:
-                    return
-                await asyncio.sleep(0)
+            await ops.keys.reencrypt_all(batch_size=1)
 
         # Re-verifications rebind the same subjects (new rows) while the job rewrites the old ones.
         rebinds = [bind(api, sandbox, person, f"acct-{i}") for i, person in enumerate(persons)]

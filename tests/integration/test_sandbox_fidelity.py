@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 from typing import Any
 
 import httpx
@@ -20,7 +21,15 @@ V1_SCHEMA = SHARED / "portone-openapi" / "v1.openapi.json"
 @pytest.fixture(scope="module")
 def definitions() -> dict[str, Any]:
     if not V1_SCHEMA.exists():
-        pytest.fail(f"the official schema is expected at {V1_SCHEMA}")
+        # The schema is PortOne's, read in place from the workplace's shared/ folder beside the
+        # checkout (never copied into the project). CI always has it; a plain clone may not.
+        where = (
+            f"PortOne's official V1 schema is read from {V1_SCHEMA}, the workplace's shared/ folder "
+            "beside the checkout; point IDGATE_TEST_SHARED_DIR at a copy of that folder to run these tests"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(where)
+        pytest.skip(where)
     spec = json.loads(V1_SCHEMA.read_text("utf-8"))
     defs = copy.deepcopy(spec["definitions"])
     # Swagger 2.0 cannot say "nullable". Live PortOne sends `message: null` on success and
@@ -70,6 +79,8 @@ async def test_every_persons_certification_validates_against_the_official_schema
         validate(answer.json(), "AuthResponse", definitions)
         assert answer.json()["message"] is None
         headers = {"Authorization": answer.json()["response"]["access_token"]}
+        minted = await client.post("/sandbox/persons", json={"birthday": "2001-02-03", "count": 2})
+        assert minted.status_code == 201
         for person in sandbox.state.persons:
             imp_uid = await sandbox.certify(person)
             got = await client.get(f"/certifications/{imp_uid}", headers=headers)

@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 
 from idgate.domain import Outcome, PolicyContext, Ruling
-from idgate.policies.engine import configure, load_catalog, new_plugin_manager
+from idgate.policies.engine import load_catalog, new_plugin_manager
 from tests.fakes import T0, InMemoryVerificationStore, a_certification
+from tests.plugins.test_policy_engine import configure_enabled
 
 
 def policy(**options: Any) -> Any:
-    [configured] = configure(load_catalog(new_plugin_manager()), {"duplicate_identity": options})
+    [configured] = configure_enabled(load_catalog(new_plugin_manager()), {"duplicate_identity": options})
     return configured.policy
 
 

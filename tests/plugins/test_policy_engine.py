@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -13,10 +14,31 @@ from typing import Any
 
 import pytest
 
-from idgate.domain import ConfigurationError, Outcome, PolicyContext, Ruling, Verdict, combine
+from idgate.domain import (
+    ConfigurationError,
+    Outcome,
+    PolicyContext,
+    Ruling,
+    StoreUnavailable,
+    Verdict,
+    combine,
+)
 from idgate.policies import ENTRY_POINT_GROUP, PolicyDefinition, hookimpl, hookspecs
-from idgate.policies.engine import PluginPolicyEvaluator, configure, load_catalog, new_plugin_manager
+from idgate.policies.engine import (
+    ConfiguredPolicy,
+    PluginPolicyEvaluator,
+    PolicyCatalog,
+    configure,
+    load_catalog,
+    new_plugin_manager,
+)
 from tests.fakes import a_certification
+
+
+def configure_enabled(catalog: PolicyCatalog, config: dict[str, dict[str, Any]]) -> list[ConfiguredPolicy]:
+    """Enable exactly the policies named in `config`, with those options."""
+    return configure(catalog, list(config), config)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = PolicyContext(subject="u", now=datetime(2026, 11, 23, tzinfo=UTC))
@@ -42,7 +64,7 @@ def simple(name: str, ruling: Any, version: str = "1") -> PolicyDefinition[Any]:
 
 def evaluator(*plugins: object, config: dict[str, dict[str, Any]]) -> PluginPolicyEvaluator:
     catalog = load_catalog(new_plugin_manager(), [], extra=plugins)
-    return PluginPolicyEvaluator(configure(catalog, config))
+    return PluginPolicyEvaluator(configure_enabled(catalog, config))
 
 
 def test_hook_idgate_policy_definitions_loads_the_builtin_through_its_entry_point() -> None:
@@ -55,7 +77,7 @@ def test_hook_idgate_policy_definitions_loads_the_builtin_through_its_entry_poin
 def test_without_the_entry_point_the_builtin_does_not_exist() -> None:
     catalog = load_catalog(new_plugin_manager(), [])
     with pytest.raises(ConfigurationError, match="unknown policy 'age_limit'"):
-        configure(catalog, {"age_limit": {}})
+        configure_enabled(catalog, {"age_limit": {}})
 
 
 def test_a_third_party_plugin_loads_the_same_way(tmp_path: Path) -> None:
@@ -76,7 +98,7 @@ def test_a_third_party_plugin_loads_the_same_way(tmp_path: Path) -> None:
     try:
         ep = EntryPoint(name="acme", value="acme_policies", group=ENTRY_POINT_GROUP)
         catalog = load_catalog(new_plugin_manager(), [ep])
-        [policy] = configure(catalog, {"provider_allowlist": {"allowed_providers": ["kcp_v2"]}})
+        [policy] = configure_enabled(catalog, {"provider_allowlist": {"allowed_providers": ["kcp_v2"]}})
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("acme_policies", None)
@@ -129,7 +151,7 @@ def test_a_plugin_implementing_an_unknown_hook_is_refused() -> None:
 def test_bad_options_stop_startup_with_a_clear_message(options: dict[str, Any], message: str) -> None:
     catalog = load_catalog(new_plugin_manager())
     with pytest.raises(ConfigurationError, match=message):
-        configure(catalog, {"age_limit": options})
+        configure_enabled(catalog, {"age_limit": options})
 
 
 async def test_a_failing_or_misbehaving_policy_fails_closed_without_taking_the_others_down() -> None:
@@ -166,11 +188,64 @@ async def test_shadow_policies_are_recorded_but_do_not_decide() -> None:
     assert combine([result]) is Verdict.ALLOW
 
 
+class BrokenDirectory:
+    """An identity directory whose database is down."""
+
+    async def subjects_with_ci(self, ci: str) -> list[str]:
+        raise StoreUnavailable("the database is unavailable")
+
+    async def subjects_with_di(self, di: str) -> list[str]:
+        raise StoreUnavailable("the database is unavailable")
+
+
+async def test_a_failure_of_idgates_own_store_is_raised_not_decided() -> None:
+    async def swallows_errors(certification: Any, context: PolicyContext) -> Ruling:
+        try:
+            await context.identities.subjects_with_ci("CI")  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a careless plugin: idgate must not trust it to re-raise
+            return Ruling(outcome=Outcome.ALLOW, code="looked_fine")
+        return Ruling(outcome=Outcome.ALLOW, code="ok")
+
+    policies = evaluator(
+        plugin_offering(simple("careless", swallows_errors), simple("other", lambda c, x: None)),
+        config={"careless": {}, "other": {}},
+    )
+    context = dataclasses.replace(CONTEXT, identities=BrokenDirectory())
+    with pytest.raises(StoreUnavailable):
+        await policies.evaluate(a_certification(), context)
+    # The built-in that needs the directory: the same.
+    builtin = PluginPolicyEvaluator(
+        configure_enabled(load_catalog(new_plugin_manager()), {"duplicate_identity": {}})
+    )
+    with pytest.raises(StoreUnavailable):
+        await builtin.evaluate(a_certification(), context)
+
+
+async def test_a_domain_error_raised_by_the_policy_itself_fails_closed() -> None:
+    def confused(certification: Any, context: Any) -> Ruling:
+        raise StoreUnavailable("a plugin pretending the store is down")
+
+    [result] = await evaluator(
+        plugin_offering(simple("confused", confused)), config={"confused": {}}
+    ).evaluate(a_certification(), CONTEXT)
+    assert (result.outcome, result.code) == (Outcome.ERROR, "policy_error")
+
+
+def test_options_never_enable_a_policy() -> None:
+    catalog = load_catalog(new_plugin_manager())
+    with pytest.raises(ConfigurationError, match="not enabled"):
+        configure(catalog, ["age_limit"], {"duplicate_identity": {"on_bound": "review"}})
+    assert [p.name for p in configure(catalog, ["duplicate_identity", "age_limit"], {})] == [
+        "duplicate_identity",
+        "age_limit",
+    ]
+
+
 def test_the_policy_set_digest_follows_options_and_enforcement() -> None:
     catalog = load_catalog(new_plugin_manager())
 
     def digest(config: dict[str, dict[str, Any]]) -> str:
-        return PluginPolicyEvaluator(configure(catalog, config)).policy_set
+        return PluginPolicyEvaluator(configure_enabled(catalog, config)).policy_set
 
     assert digest({"age_limit": {}}) == digest({"age_limit": {"min_age": 19}})  # defaults are explicit
     assert digest({"age_limit": {"min_age": 19}}) != digest({"age_limit": {"min_age": 20}})
@@ -187,13 +262,13 @@ def test_the_policy_set_digest_follows_options_and_enforcement() -> None:
     ],
 )
 def test_age_limit(birth: date, options: dict[str, Any], outcome: Outcome) -> None:
-    [policy] = configure(load_catalog(new_plugin_manager()), {"age_limit": options})
+    [policy] = configure_enabled(load_catalog(new_plugin_manager()), {"age_limit": options})
     ruling = policy.policy(
         a_certification(birth_date=birth),
         PolicyContext(subject=None, now=datetime(2026, 11, 22, 15, tzinfo=UTC)),
     )
     assert isinstance(ruling, Ruling)
-    assert ruling.outcome is outcome
+    assert (ruling.outcome, ruling.code) == (outcome, "age_ok" if outcome is Outcome.ALLOW else "under_age")
 
 
 # ---- meta-tests -----------------------------------------------------------------------------------
@@ -240,4 +315,4 @@ def test_every_package_folder_is_installed() -> None:
         for layer in ("domain", "adapters", "policies", "entrypoints", "sandbox")
         for init in (ROOT / layer).rglob("__init__.py")
     }
-    assert on_disk == installed - {"import_root"}
+    assert on_disk == installed - {"package_root"}

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from idgate.adapters.crypto import (
     KeyringSource,
     Ring,
 )
-from idgate.domain import ConfigurationError
+from idgate.domain import ConfigurationError, KeyIsPrimary, KeyNotFound, KeyringExists, KeyringUnavailable
 
 GOLDEN_KEY, GOLDEN_INDEX_KEY = bytes(range(32)), bytes(range(32, 64))
 GOLDEN_ROW = bytes.fromhex("00112233445566778899aabbccddeeff")
@@ -209,22 +210,22 @@ def write(path: Path, text: str, mode: int = 0o600) -> Path:
 
 
 def test_generated_keyrings_are_private_and_round_trip(tmp_path: Path) -> None:
-    source = KeyringSource(tmp_path / "k" / "keyring.json", {})
+    source = KeyringSource(tmp_path / "k" / "keyring.json")
     keys = Keyring.generate()
     source.save(keys, create=True)
     assert (source.path.stat().st_mode & 0o777) == 0o600
-    assert KeyringSource(source.path, {}).load() == keys
-    with pytest.raises(ConfigurationError, match="already exists"):
+    assert KeyringSource(source.path).load() == keys
+    with pytest.raises(KeyringExists, match="already exists"):
         source.save(Keyring.generate(), create=True)
-    assert KeyringSource(source.path, {}).load() == keys
+    assert KeyringSource(source.path).load() == keys
 
 
 def test_a_keyring_from_the_environment(tmp_path: Path) -> None:
     keys = Keyring.generate()
     inline = base64.b64encode(keys.to_json().encode()).decode()
-    assert KeyringSource(tmp_path / "absent.json", {"IDGATE_KEYRING": inline}).load() == keys
+    assert KeyringSource(tmp_path / "absent.json", inline).load() == keys
     with pytest.raises(ConfigurationError, match="IDGATE_KEYRING is not base64"):
-        KeyringSource(tmp_path / "absent.json", {"IDGATE_KEYRING": "%%%"}).load()
+        KeyringSource(tmp_path / "absent.json", "%%%").load()
 
 
 def _document(**changes: object) -> str:
@@ -267,7 +268,7 @@ def test_a_bad_keyring_refuses_to_start_and_says_what_to_do(
     if content is not None:
         write(path, content, mode)
     with pytest.raises(ConfigurationError, match=message) as caught:
-        KeyringSource(path, {}).load()
+        KeyringSource(path).load()
     for material in re.findall(r'"key": "([^"]+)"', content or ""):
         assert material not in str(caught.value)
 
@@ -275,7 +276,7 @@ def test_a_bad_keyring_refuses_to_start_and_says_what_to_do(
 def test_an_unreadable_keyring_is_refused(tmp_path: Path) -> None:
     (tmp_path / "keyring.json").mkdir(mode=0o700)
     with pytest.raises(ConfigurationError, match="cannot be read"):
-        KeyringSource(tmp_path / "keyring.json", {}).load()
+        KeyringSource(tmp_path / "keyring.json").load()
 
 
 def test_key_material_never_shows() -> None:
@@ -287,5 +288,21 @@ def test_key_material_never_shows() -> None:
 
 
 def test_the_primary_cannot_be_retired() -> None:
-    with pytest.raises(ConfigurationError, match="primary"):
+    with pytest.raises(KeyIsPrimary, match="rotate first"):
         Keyring.generate().encryption.retired(1)
+    with pytest.raises(KeyNotFound):
+        Keyring.generate().encryption.retired(2)
+
+
+def test_a_keyring_broken_under_a_running_server_is_unavailable_not_misconfigured(tmp_path: Path) -> None:
+    source = KeyringSource(tmp_path / "keyring.json")
+    keys = Keyring.generate()
+    source.save(keys, create=True)
+    assert source.current() == keys
+    write(source.path, "{broken", 0o600)
+    os.utime(source.path, ns=(1, 1))  # a different mtime even on coarse clocks
+    time.sleep(1.05)  # the file is looked at no more than once a second
+    with pytest.raises(KeyringUnavailable, match="can no longer be read"):
+        source.current()
+    source.save(keys)  # repaired: served again at once
+    assert source.current() == keys

@@ -124,3 +124,17 @@ def test_the_persons_cover_the_cases_the_flow_must_handle() -> None:
         len({p["unique_key"] for k, p in persons.items() if "unique_key" in p and not k.startswith("dual")})
         == 9
     )
+
+
+def test_minted_persons_are_new_people() -> None:
+    state = SandboxState()
+    fixed = set(state.persons)
+    minted = [state.mint_person(date(2000, 1, 1), carrier="KT_MVNO") for _ in range(50)]
+    assert not fixed & {p.id for p in minted}
+    for field in ("unique_key", "unique_in_site", "phone"):
+        values = [p.record[field] for p in minted]
+        assert len(set(values)) == len(values), field
+    assert {len(p.record["unique_key"]) for p in minted} == {88}  # a real CI's length
+    assert {p.birthday for p in minted} == {"2000-01-01"}
+    imp_uid = state.certify(minted[0].id, "order-1")
+    assert state.certifications[imp_uid]["unique_key"] == minted[0].record["unique_key"]

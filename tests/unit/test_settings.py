@@ -12,7 +12,8 @@ def test_defaults_need_no_file() -> None:
     settings = load_settings(None, {})
     assert settings.database.url == "sqlite+aiosqlite:///.idgate/idgate.db"
     assert settings.verification.require_prepare is True
-    assert set(settings.policies) == {"age_limit", "duplicate_identity"}
+    assert settings.policies.enabled == ["age_limit", "duplicate_identity"]
+    assert settings.policies.options == {}
 
 
 def test_environment_overrides_the_file_and_converts_types(tmp_path: Path) -> None:
@@ -73,3 +74,49 @@ def test_what_init_writes_loads(tmp_path: Path) -> None:
     path = tmp_path / "idgate.toml"
     path.write_text(INIT_TEMPLATE)
     assert load_settings(path, {}).policies == load_settings(None, {}).policies
+
+
+def test_options_for_one_policy_never_disable_another(tmp_path: Path) -> None:
+    path = tmp_path / "idgate.toml"
+    path.write_text("[policies.age_limit]\nmin_age = 20\n")
+    policies = load_settings(path, {}).policies
+    assert policies.enabled == ["age_limit", "duplicate_identity"]
+    assert policies.options == {"age_limit": {"min_age": 20}}
+
+
+def test_the_enabled_list_alone_decides(tmp_path: Path) -> None:
+    path = tmp_path / "idgate.toml"
+    path.write_text('[policies]\nenabled = ["age_limit"]\n[policies.age_limit]\nmin_age = 20\n')
+    assert load_settings(path, {}).policies.enabled == ["age_limit"]
+    assert load_settings(
+        path, {"IDGATE_POLICIES_ENABLED": "duplicate_identity, age_limit"}
+    ).policies.enabled == [
+        "duplicate_identity",
+        "age_limit",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[policies]\nenabled = ["age_limit"]\n[policies.duplicate_identity]\non_bound = "review"\n',
+            "not enabled",
+        ),
+        ('[policies]\nenabled = ["age_limit", "age_limit"]\n', "more than once"),
+        ("[policies]\nage_limit = 19\n", "must be a table of options"),
+        ('[keyring]\ninline = "eyJ9"\n', "IDGATE_KEYRING"),
+    ],
+)
+def test_policy_and_keyring_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "idgate.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(path, {})
+
+
+def test_the_keyring_variable_is_read_through_the_settings() -> None:
+    settings = load_settings(None, {"IDGATE_KEYRING": "c2VjcmV0LWtleXJpbmc="})
+    assert settings.keyring.inline == "c2VjcmV0LWtleXJpbmc="
+    assert "c2VjcmV0LWtleXJpbmc=" not in repr(settings)
+    assert load_settings(None, {}).keyring.inline == ""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -25,8 +29,11 @@ from idgate.domain import (
     Verdict,
     services,
 )
-from idgate.domain.services import VerificationRules, validate_imp_uid
+from idgate.domain.services import validate_imp_uid
+from idgate.entrypoints.bootstrap import Container, bootstrap
+from idgate.entrypoints.settings import Settings, load_settings, with_overrides
 from tests.fakes import (
+    FakeAccessTokens,
     FakeCertificationProvider,
     FixedClock,
     InMemoryVerificationStore,
@@ -38,32 +45,39 @@ from tests.fakes import (
 
 @dataclass
 class World:
+    """Fakes for every port, wired by the real composition root, as production wires the adapters."""
+
     provider: FakeCertificationProvider = field(default_factory=FakeCertificationProvider)
     store: InMemoryVerificationStore = field(default_factory=InMemoryVerificationStore)
+    tokens: FakeAccessTokens = field(default_factory=FakeAccessTokens)
     policies: StaticPolicyEvaluator = field(default_factory=StaticPolicyEvaluator)
     clock: FixedClock = field(default_factory=FixedClock)
-    rules: VerificationRules = field(default_factory=VerificationRules)
+    settings: Settings = field(default_factory=lambda: load_settings(None, {}))
+
+    def configure(self, **verification: object) -> None:
+        self.settings = with_overrides(self.settings, verification=verification)
+
+    @contextlib.asynccontextmanager
+    async def container(self) -> AsyncIterator[Container]:
+        async with bootstrap(
+            self.settings,
+            provider=self.provider,
+            store=self.store,
+            tokens=self.tokens,
+            policies=self.policies,
+            clock=self.clock,
+        ) as container:
+            yield container
 
     async def prepare(self, subject: str | None = "user-1") -> str:
-        prepared = await services.prepare(
-            subject=subject, store=self.store, clock=self.clock, rules=self.rules
-        )
-        return prepared.merchant_uid
+        async with self.container() as container:
+            return (await container.prepare(subject)).merchant_uid
 
     async def verify(
         self, imp_uid: str, merchant_uid: str | None = None, subject: str | None = None
     ) -> PolicyDecision:
-        return await services.verify(
-            imp_uid=imp_uid,
-            merchant_uid=merchant_uid,
-            subject=subject,
-            provider=self.provider,
-            store=self.store,
-            identities=self.store,
-            policies=self.policies,
-            clock=self.clock,
-            rules=self.rules,
-        )
+        async with self.container() as container:
+            return await container.verify(imp_uid, merchant_uid, subject)
 
 
 @pytest.fixture
@@ -91,15 +105,35 @@ async def test_a_deny_is_recorded_too(world: World) -> None:
     assert world.store.decisions == [decision]
 
 
-@given(st.text(max_size=40))
-def test_only_imp_followed_by_digits_is_an_imp_uid(text: str) -> None:
-    valid = text.startswith("imp_") and text[4:].isascii() and text[4:].isdigit() and len(text) <= 32
-    try:
-        validate_imp_uid(text)
-    except InvalidCertificationId:
-        assert not valid
+VALID_IMP_UIDS = st.from_regex(r"imp_[0-9]{1,28}", fullmatch=True)
+# Valid ids with something added, swapped or dropped: where a sloppy pattern would let one through.
+NEAR_MISSES = st.one_of(
+    st.tuples(st.text(max_size=3), VALID_IMP_UIDS, st.text(max_size=3)).map("".join),
+    VALID_IMP_UIDS.map(str.upper),
+    VALID_IMP_UIDS.map(lambda uid: uid + "0" * 29),
+    st.from_regex(r"imp_[0-9]{0,5}[^0-9][0-9]{0,5}", fullmatch=True),
+    st.text(max_size=40),
+)
+
+
+def is_imp_uid(text: str) -> bool:
+    """The rule written out plainly, independent of the regular expression it is checked against."""
+    digits = text.removeprefix("imp_")
+    return text.startswith("imp_") and 1 <= len(digits) <= 28 and all(c in "0123456789" for c in digits)
+
+
+@given(VALID_IMP_UIDS)
+def test_every_imp_followed_by_digits_is_accepted(imp_uid: str) -> None:
+    assert validate_imp_uid(imp_uid) == imp_uid
+
+
+@given(NEAR_MISSES)
+def test_nothing_else_is_an_imp_uid(text: str) -> None:
+    if is_imp_uid(text):
+        assert validate_imp_uid(text) == text
     else:
-        assert valid
+        with pytest.raises(InvalidCertificationId):
+            validate_imp_uid(text)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +162,7 @@ async def test_an_unprepared_merchant_uid_is_refused(world: World) -> None:
 async def test_an_expired_prepared_request_is_refused(world: World) -> None:
     merchant_uid = await world.prepare()
     world.provider.add(a_certification(merchant_uid=merchant_uid))
-    world.clock.advance(world.rules.prepare_ttl)
+    world.clock.advance(timedelta(seconds=world.settings.verification.prepare_ttl_seconds))
     with pytest.raises(PreparedRequestInvalid, match="expired"):
         await world.verify("imp_100000000001", merchant_uid)
 
@@ -156,7 +190,7 @@ async def test_an_unfinished_certification_is_refused(world: World) -> None:
 
 
 async def test_an_old_certification_is_refused(world: World) -> None:
-    world.rules = VerificationRules(require_prepare=False, max_certification_age=timedelta(minutes=30))
+    world.configure(require_prepare=False, max_certification_age_seconds=1800)
     world.provider.add(a_certification())
     world.clock.advance(timedelta(minutes=31))
     with pytest.raises(CertificationExpired):
@@ -169,7 +203,7 @@ async def test_an_unknown_imp_uid_is_not_found(world: World) -> None:
 
 
 async def test_a_replay_is_refused_before_asking_portone_again(world: World) -> None:
-    world.rules = VerificationRules(require_prepare=False)
+    world.configure(require_prepare=False)
     world.provider.add(a_certification())
     await world.verify("imp_100000000001")
     with pytest.raises(CertificationAlreadyUsed):
@@ -243,3 +277,17 @@ async def test_a_review_after_the_race_stays_a_review(world: World) -> None:
     decision = await world.verify("imp_100000000001", merchant_uid)
     assert decision.verdict is Verdict.REVIEW
     assert services.BOUND_ELSEWHERE not in decision.results
+
+
+async def test_the_composition_root_on_fakes_opens_no_database_and_no_keyring(tmp_path: Path) -> None:
+    world = World()
+    world.settings = with_overrides(
+        world.settings,
+        database={"url": f"sqlite+aiosqlite:///{tmp_path}/never/idgate.db"},
+        keyring={"path": str(tmp_path / "no-such-keyring.json")},
+    )
+    async with world.container() as container:
+        assert (container.store, container.identities, container.vault) == (world.store,) * 3
+        assert container.tokens is world.tokens
+        assert container.readiness == {}  # nothing real to check
+    assert os.listdir(tmp_path) == []
