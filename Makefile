@@ -6,12 +6,13 @@ PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do $$p -c '
 INSTALLED := $(VENV)/.installed
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: help demo test test-fast lint typecheck arch pytest install clean
+.PHONY: help demo test test-fast bench lint typecheck arch pytest install clean
 
 help:
 	@echo "make demo       run the sandbox, the API and the demo page on SQLite under ./.idgate/"
 	@echo "make test       lint, type-check, check the layers and run every test (what CI runs)"
 	@echo "make test-fast  unit, contract and plugin tests only: seconds, for the inner loop"
+	@echo "make bench      verifications/s, latency and CPU per request: idgate next to the naive handlers"
 	@echo "make lint | typecheck | arch | pytest   one part of make test"
 
 $(INSTALLED): pyproject.toml
@@ -29,6 +30,13 @@ install: $(INSTALLED)
 
 demo: install
 	$(BIN)/idgate demo
+
+# The load generator is Debian's wrk; PortOne's own Node example runs when node is installed.
+bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } >$(VENV)/bench-install.log 2>&1 \
+		|| { cat $(VENV)/bench-install.log; echo "install wrk (Debian package wrk) and run make bench again" >&2; exit 1; }
+	@if command -v npm >/dev/null; then npm install --prefix benchmarks/naive-node --no-audit --no-fund --no-package-lock -s >/dev/null 2>&1 || true; fi
+	$(BIN)/python -m benchmarks.verify_load $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -35,6 +35,7 @@ class PortOneSettings(_Section, frozen=True):
     read_timeout: float = 10.0
     attempts: int = 3
     backoff: float = 0.2
+    max_connections: int = 100  # kept-alive connections to PortOne, at least the expected concurrency
 
     def __repr__(self) -> str:
         return f"PortOneSettings(url={self.url!r}, credentials={'set' if self.imp_key else 'missing'})"
@@ -42,6 +43,9 @@ class PortOneSettings(_Section, frozen=True):
 
 class DatabaseSettings(_Section, frozen=True):
     url: str = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR}/idgate.db"
+    # "full": every commit is on disk before it is acknowledged; "normal": survives a crash of idgate,
+    # not a power cut (docs/performance.md measures both).
+    sqlite_synchronous: str = "full"
 
 
 class KeyringSettings(_Section, frozen=True):
@@ -225,9 +229,11 @@ imp_secret = ""
 connect_timeout = 3.0   # seconds
 read_timeout = 10.0     # seconds
 attempts = 3            # tries for a lookup on connection errors and 5xx
+max_connections = 100   # kept-alive connections to PortOne; at least your peak concurrency
 
 [database]
 url = "sqlite+aiosqlite:///.idgate/idgate.db"
+sqlite_synchronous = "full"   # "normal": faster commits that a power cut (not a crash) can lose
 
 [keyring]
 # Encryption and blind-index keys for the stored identities (mode 0600; `idgate keys generate`).

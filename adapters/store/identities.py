@@ -84,7 +84,7 @@ class IdentityCodec:
             ) from None
         return values
 
-    def identity(self, row: IdentityRow) -> VerifiedIdentity:
+    def identity(self, row: IdentityRow | sa.Row[Any]) -> VerifiedIdentity:
         values = self.plaintexts(row)
         return VerifiedIdentity(
             subject=row.subject,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,19 +40,23 @@ from idgate.domain import (
 from .errors import translated_errors
 from .identities import IdentityCodec
 from .keyring_check import VerifiedKeyring
+from .runner import AsyncEngineRunner, SqliteRunner, SqlRunner
 from .tables import (
-    ConsumedCertificationRow,
+    CONSUMED_CERTIFICATIONS,
+    DECISIONS,
+    IDENTITIES,
+    IDENTITY_ACCESS,
+    IDENTITY_INDEX,
+    PREPARED_REQUESTS,
     DecisionRow,
     IdentityAccessRow,
-    IdentityIndexRow,
-    IdentityRow,
-    PreparedRequestRow,
 )
 
 log = structlog.get_logger("idgate.store")
+SQLITE_CONNECTIONS = 16
 
 
-def create_engine(url: str, *, write_transactions: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, write_transactions: bool = False, synchronous: str = "full") -> AsyncEngine:
     """An async engine for `url`; SQLite files get WAL, a busy timeout and their directory created.
 
     With `write_transactions`, every SQLite transaction starts as BEGIN IMMEDIATE: it takes the write
@@ -65,22 +70,58 @@ def create_engine(url: str, *, write_transactions: bool = False) -> AsyncEngine:
             "database url is not a valid SQLAlchemy URL; use e.g. sqlite+aiosqlite:///.idgate/idgate.db"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        if parsed.database and parsed.database != ":memory:":
-            path = Path(parsed.database).absolute()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreUnavailable(
-                    f"cannot create the folder for the SQLite database ({exc.strerror}); fix [database] url."
-                ) from exc
-            event.listen(engine.sync_engine, "checkout", SqliteFileWatch(path).check)
+        # A fixed set of long-lived connections (each is a thread in aiosqlite): overflow connections
+        # would be opened and closed again under load, each with a new thread and its PRAGMAs.
+        engine = create_async_engine(
+            parsed,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            pool_size=SQLITE_CONNECTIONS,
+            max_overflow=0,
+        )
+        _watch_sqlite(engine.sync_engine, parsed, synchronous)
         if write_transactions:
             event.listen(engine.sync_engine, "connect", _driver_autocommit)
             event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+
+
+def sqlite_runner(url: sa.URL, synchronous: str = "full") -> SqliteRunner | None:
+    """SqliteRunner's two engines on the same SQLite file, or None for other databases."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    sync_url = url.set(drivername="sqlite+pysqlite")
+    watch = SqliteFileWatch(Path(url.database).absolute())
+    # One connection each: the event loop reads with one, the writer thread writes with the other.
+    options: dict[str, Any] = {
+        "connect_args": {"timeout": 30, "check_same_thread": False},
+        "hide_parameters": True,
+        "pool_size": 1,
+        "max_overflow": 0,
+    }
+    pragmas = sqlite_pragmas(synchronous)
+    reader = sa.create_engine(sync_url, **options)
+    event.listen(reader, "connect", pragmas)
+    event.listen(reader, "checkout", watch.check)
+    writer = sa.create_engine(sync_url, **options)
+    event.listen(writer, "connect", pragmas)
+    event.listen(writer, "checkout", watch.check)
+    return SqliteRunner(reader, writer)
+
+
+def _watch_sqlite(engine: sa.Engine, url: sa.URL, synchronous: str) -> None:
+    """Every SQLite connection gets the PRAGMAs; a file database is also watched for replacement."""
+    event.listen(engine, "connect", sqlite_pragmas(synchronous))
+    if url.database and url.database != ":memory:":
+        path = Path(url.database).absolute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot create the folder for the SQLite database ({exc.strerror}); fix [database] url."
+            ) from exc
+        event.listen(engine, "checkout", SqliteFileWatch(path).check)
 
 
 class SqliteFileWatch:
@@ -118,14 +159,30 @@ class SqliteFileWatch:
             )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # Deleted identities must not linger in free pages; Debian's build defaults to it, others may not.
-    cursor.execute("PRAGMA secure_delete=ON")
-    cursor.close()
+SYNCHRONOUS = ("full", "normal")
+
+
+def sqlite_pragmas(synchronous: str) -> Callable[[Any, object], None]:
+    """The PRAGMAs every SQLite connection gets.
+
+    `synchronous`: "full" syncs the WAL to disk at every commit, so an acknowledged decision survives
+    a power cut; "normal" syncs only at checkpoints, so it survives a crash of idgate (kill -9) but a
+    power cut can lose the last commits (consumed imp_uids among them). See docs/performance.md.
+    """
+    if synchronous not in SYNCHRONOUS:
+        raise ConfigurationError(f"database sqlite_synchronous must be one of {', '.join(SYNCHRONOUS)}.")
+
+    def apply(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        # Deleted identities must not linger in free pages; Debian's build defaults to it, others may not.
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.close()
+
+    return apply
 
 
 def _driver_autocommit(dbapi_connection: Any, _record: object) -> None:
@@ -140,11 +197,14 @@ class SqlVerificationStore:
     """Implements VerificationStore, IdentityDirectory and IdentityVault on one database, so that
     consuming an imp_uid, binding the identity and appending the decision share one transaction."""
 
-    def __init__(self, engine: AsyncEngine, keyring: VerifiedKeyring, clock: Clock) -> None:
+    def __init__(
+        self, engine: AsyncEngine, keyring: VerifiedKeyring, clock: Clock, *, sqlite_synchronous: str = "full"
+    ) -> None:
         self._engine = engine
         self._keyring = keyring
         self._codec = IdentityCodec(FieldCipher(keyring), BlindIndexer(keyring))
         self._clock = clock
+        self._sql: SqlRunner = sqlite_runner(engine.url, sqlite_synchronous) or AsyncEngineRunner(engine)
 
     @staticmethod
     async def create_schema_on(engine: AsyncEngine) -> None:
@@ -162,21 +222,23 @@ class SqlVerificationStore:
     def _session(self) -> AsyncSession:
         return AsyncSession(self._engine, expire_on_commit=False)
 
+    async def aclose(self) -> None:
+        await self._sql.aclose()
+
+    # ---- VerificationStore --------------------------------------------------------------------
     async def save_prepared_request(self, request: PreparedRequest) -> None:
-        async with translated_errors(), self._session() as session:
-            session.add(
-                PreparedRequestRow(
-                    merchant_uid=request.merchant_uid,
-                    subject=request.subject,
-                    created_at=request.created_at,
-                    expires_at=request.expires_at,
-                )
-            )
-            await session.commit()
+        values = {
+            "merchant_uid": request.merchant_uid,
+            "subject": request.subject,
+            "created_at": request.created_at,
+            "expires_at": request.expires_at,
+        }
+        await self._sql.write(lambda connection: connection.execute(_INSERT_PREPARED, values))
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
-        async with translated_errors(), self._session() as session:
-            row = await session.get(PreparedRequestRow, merchant_uid)
+        row = await self._sql.read(
+            lambda connection: connection.execute(_PREPARED, {"merchant_uid": merchant_uid}).first()
+        )
         if row is None or row.used_at is not None:
             return None
         return PreparedRequest(
@@ -187,8 +249,9 @@ class SqlVerificationStore:
         )
 
     async def is_consumed(self, imp_uid: str) -> bool:
-        async with translated_errors(), self._session() as session:
-            return await session.get(ConsumedCertificationRow, imp_uid) is not None
+        return await self._sql.read(
+            lambda connection: connection.execute(_CONSUMED, {"imp_uid": imp_uid}).first() is not None
+        )
 
     async def record_verification(
         self,
@@ -197,41 +260,48 @@ class SqlVerificationStore:
         certification: Certification,
         prepared_merchant_uid: str | None,
     ) -> None:
-        if decision.verdict is Verdict.ALLOW and decision.subject is not None:
+        binds = decision.verdict is Verdict.ALLOW and decision.subject is not None
+        if binds:
             await self._keyring.refresh()
-        async with translated_errors(), self._session() as session:
+
+        def record(connection: sa.Connection) -> None:
             try:
                 # The consumption row goes first: its primary key is the lock that makes a second,
                 # concurrent verification of the same imp_uid fail before anything else is written.
-                session.add(
-                    ConsumedCertificationRow(
-                        imp_uid=decision.imp_uid,
-                        decision_id=decision.decision_id,
-                        consumed_at=decision.decided_at,
-                    )
+                connection.execute(
+                    _INSERT_CONSUMED,
+                    {
+                        "imp_uid": decision.imp_uid,
+                        "decision_id": decision.decision_id,
+                        "consumed_at": decision.decided_at,
+                    },
                 )
-                await session.flush()
             except IntegrityError as exc:
-                await session.rollback()
                 raise CertificationAlreadyUsed(
                     "this imp_uid was already used for a decision; start a new verification in the browser."
                 ) from exc
             if prepared_merchant_uid is not None:
-                await self._use_prepared(session, prepared_merchant_uid, decision.decided_at)
-            if decision.verdict is Verdict.ALLOW and decision.subject is not None:
-                await self._bind_identity(session, decision.subject, certification, decision.decided_at)
-            session.add(_decision_row(decision))
-            await session.commit()
+                used = connection.execute(
+                    _USE_PREPARED, {"prepared": prepared_merchant_uid, "at": decision.decided_at}
+                )
+                if used.rowcount != 1:
+                    raise CertificationAlreadyUsed(
+                        "this merchant_uid was already used by another verification; prepare a new one."
+                    )
+            if binds and decision.subject is not None:
+                self._bind_identity(connection, decision.subject, certification, decision.decided_at)
+            connection.execute(_INSERT_DECISION, _decision_values(decision))
 
-    async def _bind_identity(
-        self, session: AsyncSession, subject: str, certification: Certification, at: datetime
+        await self._sql.write(record)
+
+    def _bind_identity(
+        self, connection: sa.Connection, subject: str, certification: Certification, at: datetime
     ) -> None:
-        previous = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
+        previous = connection.execute(_IDENTITY_OF, {"subject": subject}).first()
         if previous is not None:  # re-verification: the new identity replaces the old one
-            await _delete_identity(session, previous.id)
+            _delete_identity(connection, previous.id)
         row = self._codec.new_row(subject, certification, at)
-        session.add(row)
-        await session.flush()
+        connection.execute(_INSERT_IDENTITY, row.model_dump())
         entries = list(
             self._codec.index_entries(
                 row.id, {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
@@ -239,9 +309,8 @@ class SqlVerificationStore:
         )
         try:
             if entries:
-                await session.exec(sa.insert(IdentityIndexRow), params=entries)
+                connection.execute(_INSERT_INDEX, entries)
         except IntegrityError as exc:
-            await session.rollback()
             raise IdentityAlreadyBound("this person is already bound to another subject.") from exc
 
     # ---- IdentityDirectory --------------------------------------------------------------------
@@ -256,18 +325,17 @@ class SqlVerificationStore:
         digests = self._codec.digests(kind, value)
         matches = sa.or_(
             *(
-                sa.and_(col(IdentityIndexRow.index_key_id) == key_id, col(IdentityIndexRow.digest) == digest)
+                sa.and_(IDENTITY_INDEX.c.index_key_id == key_id, IDENTITY_INDEX.c.digest == digest)
                 for key_id, digest in digests.items()
             )
         )
         query = (
-            select(IdentityRow)
-            .join(IdentityIndexRow, col(IdentityIndexRow.identity_id) == col(IdentityRow.id))
-            .where(IdentityIndexRow.kind == kind, matches)
+            sa.select(IDENTITIES)
+            .join(IDENTITY_INDEX, IDENTITY_INDEX.c.identity_id == IDENTITIES.c.id)
+            .where(IDENTITY_INDEX.c.kind == kind, matches)
             .distinct()
         )
-        async with translated_errors(), self._session() as session:
-            rows = (await session.exec(query)).all()
+        rows = await self._sql.read(lambda connection: connection.execute(query).all())
         wanted = self._codec.canonical(kind, value)
         # The digest only points; the decrypted value decides, so a forged index row cannot match.
         return sorted(
@@ -280,25 +348,30 @@ class SqlVerificationStore:
     # ---- IdentityVault ------------------------------------------------------------------------
     async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
         await self._keyring.refresh()
-        async with translated_errors(), self._session() as session:
-            row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
+
+        def read(connection: sa.Connection) -> VerifiedIdentity | None:  # records the read with it
+            row = connection.execute(sa.select(IDENTITIES).where(IDENTITIES.c.subject == subject)).first()
             if row is None:
                 return None
             identity = self._codec.identity(row)
-            session.add(self._access(accessor, "read", subject))
-            await session.commit()
-        return identity
+            connection.execute(_INSERT_ACCESS, self._access(accessor, "read", subject))
+            return identity
+
+        return await self._sql.write(read)
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:
-        async with translated_errors(), self._session() as session:
-            row = (await session.exec(select(IdentityRow).where(IdentityRow.subject == subject))).first()
+        def erase(connection: sa.Connection) -> bool:
+            row = connection.execute(_IDENTITY_OF, {"subject": subject}).first()
             if row is None:
                 return False
-            await _delete_identity(session, row.id)
-            session.add(self._access(accessor, "erase", subject))
-            await session.commit()
-        await self.checkpoint()
-        return True
+            _delete_identity(connection, row.id)
+            connection.execute(_INSERT_ACCESS, self._access(accessor, "erase", subject))
+            return True
+
+        erased = await self._sql.write(erase)
+        if erased:
+            await self.checkpoint()
+        return erased
 
     async def accesses(self, subject: str) -> list[IdentityAccess]:
         query = (
@@ -313,14 +386,14 @@ class SqlVerificationStore:
             for r in rows
         ]
 
-    def _access(self, accessor: Principal, action: str, subject: str) -> IdentityAccessRow:
-        return IdentityAccessRow(
-            at=self._clock.now(),
-            actor=accessor.name,
-            role=accessor.role.value,
-            action=action,
-            subject=subject,
-        )
+    def _access(self, accessor: Principal, action: str, subject: str) -> dict[str, object]:
+        return {
+            "at": self._clock.now(),
+            "actor": accessor.name,
+            "role": accessor.role.value,
+            "action": action,
+            "subject": subject,
+        }
 
     async def checkpoint(self) -> None:
         """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
@@ -332,20 +405,6 @@ class SqlVerificationStore:
                 driver: Any = raw.driver_connection
                 await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    @staticmethod
-    async def _use_prepared(session: AsyncSession, merchant_uid: str, at: datetime) -> None:
-        used = await session.exec(
-            sa.update(PreparedRequestRow)
-            .where(col(PreparedRequestRow.merchant_uid) == merchant_uid)
-            .where(col(PreparedRequestRow.used_at).is_(None))
-            .values(used_at=at)
-        )
-        if used.rowcount != 1:
-            await session.rollback()
-            raise CertificationAlreadyUsed(
-                "this merchant_uid was already used by another verification; prepare a new one."
-            )
-
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
         async with translated_errors(), self._session() as session:
             row = (
@@ -354,9 +413,31 @@ class SqlVerificationStore:
         return None if row is None else _decision_from_row(row)
 
 
-async def _delete_identity(session: AsyncSession, identity_id: str) -> None:
-    await session.exec(sa.delete(IdentityIndexRow).where(col(IdentityIndexRow.identity_id) == identity_id))
-    await session.exec(sa.delete(IdentityRow).where(col(IdentityRow.id) == identity_id))
+def _delete_identity(connection: sa.Connection, identity_id: str) -> None:
+    connection.execute(sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.identity_id == identity_id))
+    connection.execute(sa.delete(IDENTITIES).where(IDENTITIES.c.id == identity_id))
+
+
+# The hot path's statements, built once: building them per request cost more than running them.
+_INSERT_PREPARED = sa.insert(PREPARED_REQUESTS)
+_PREPARED = sa.select(PREPARED_REQUESTS).where(
+    PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid")
+)
+_CONSUMED = sa.select(sa.literal(1)).where(CONSUMED_CERTIFICATIONS.c.imp_uid == sa.bindparam("imp_uid"))
+_INSERT_CONSUMED = sa.insert(CONSUMED_CERTIFICATIONS)
+_USE_PREPARED = (
+    sa.update(PREPARED_REQUESTS)
+    .where(
+        PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("prepared"),
+        PREPARED_REQUESTS.c.used_at.is_(None),
+    )
+    .values(used_at=sa.bindparam("at"))
+)
+_IDENTITY_OF = sa.select(IDENTITIES.c.id).where(IDENTITIES.c.subject == sa.bindparam("subject"))
+_INSERT_IDENTITY = sa.insert(IDENTITIES)
+_INSERT_INDEX = sa.insert(IDENTITY_INDEX)
+_INSERT_DECISION = sa.insert(DECISIONS)
+_INSERT_ACCESS = sa.insert(IDENTITY_ACCESS)
 
 
 class _ResultRecord(msgspec.Struct, frozen=True):
@@ -368,21 +449,21 @@ class _ResultRecord(msgspec.Struct, frozen=True):
     enforced: bool
 
 
-def _decision_row(decision: PolicyDecision) -> DecisionRow:
+def _decision_values(decision: PolicyDecision) -> dict[str, object]:
     results = [
         _ResultRecord(r.policy, r.version, r.outcome.value, r.code, r.message, r.enforced)
         for r in decision.results
     ]
-    return DecisionRow(
-        decision_id=decision.decision_id,
-        imp_uid=decision.imp_uid,
-        subject=decision.subject,
-        provider=decision.provider,
-        verdict=decision.verdict.value,
-        results=msgspec.json.encode(results).decode(),
-        policy_set=decision.policy_set,
-        decided_at=decision.decided_at,
-    )
+    return {
+        "decision_id": decision.decision_id,
+        "imp_uid": decision.imp_uid,
+        "subject": decision.subject,
+        "provider": decision.provider,
+        "verdict": decision.verdict.value,
+        "results": msgspec.json.encode(results).decode(),
+        "policy_set": decision.policy_set,
+        "decided_at": decision.decided_at,
+    }
 
 
 def _decision_from_row(row: DecisionRow) -> PolicyDecision:

@@ -160,3 +160,7 @@ class KeyCheckRow(SQLModel, table=True):
 IDENTITIES = SQLModel.metadata.tables["identities"]
 IDENTITY_INDEX = SQLModel.metadata.tables["identity_index"]
 KEY_CHECKS = SQLModel.metadata.tables["key_checks"]
+PREPARED_REQUESTS = SQLModel.metadata.tables["prepared_requests"]
+CONSUMED_CERTIFICATIONS = SQLModel.metadata.tables["consumed_certifications"]
+DECISIONS = SQLModel.metadata.tables["decisions"]
+IDENTITY_ACCESS = SQLModel.metadata.tables["identity_access"]

@@ -28,7 +28,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     keys = KeyringSource(tmp_path / "keyring.json")
     keys.save(Keyring.generate(), create=True)
     await SqlVerificationStore.create_schema_on(engine)
-    yield SqlVerificationStore(engine, VerifiedKeyring(keys.current, engine, FixedClock()), FixedClock())
+    store = SqlVerificationStore(engine, VerifiedKeyring(keys.current, engine, FixedClock()), FixedClock())
+    yield store
+    await store.aclose()
     await engine.dispose()
 
 

@@ -76,6 +76,7 @@ class IdentityStoreMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
+        self.run(self.store.aclose())
         self.run(self.engine.dispose())
         self.loop.close()
         self.folder.cleanup()
