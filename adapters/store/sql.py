@@ -1,4 +1,10 @@
-"""SQL implementation of the VerificationStore port (SQLite now; the schema is portable to PostgreSQL)."""
+"""The SQL store: VerificationStore, IdentityDirectory and IdentityVault on one database.
+
+The hot path (prepare, the checks before the PortOne call, the identity lookup, and the one write
+transaction of a verification) is written as functions over a synchronous connection, with the
+statements that never vary built once, and handed to a runner (see runner.py: a writer thread on SQLite). Reads off the hot path
+still use the async engine and, where it earns its keep, the ORM.
+"""
 
 from __future__ import annotations
 
