@@ -241,6 +241,7 @@ async def test_serve_end_to_end_without_personal_data_in_its_logs(
     _, err = await process.communicate()
     logs = err.decode()
     assert "decision" in logs
+    assert "event='policies' enabled='age_limit,duplicate_identity' policy_set='sha256:" in logs
     assert "Traceback" not in logs
     for test_person in sandbox.state.persons.values():
         for field in ("name", "phone", "unique_key", "unique_in_site", "birthday"):
