@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do $$p -c '
 INSTALLED := $(VENV)/.installed
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: help demo test test-fast bench lint typecheck arch pytest install clean
+.PHONY: help demo test test-fast bench lint typecheck arch pytest browser install clean
 
 help:
 	@echo "make demo       run the sandbox, the API and the demo page on SQLite under ./.idgate/"
@@ -48,7 +48,13 @@ typecheck: install
 arch: install
 	$(BIN)/lint-imports
 
-pytest: install
+# The docs page's rendering test drives Debian's headless Chromium; CI machines start without it.
+browser:
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq chromium-headless-shell; } >/tmp/idgate-browser-install.log 2>&1 \
+		|| { cat /tmp/idgate-browser-install.log; echo "install Debian's chromium-headless-shell and run make test again" >&2; exit 1; }
+
+pytest: install browser
 	$(BIN)/pytest
 
 test: lint typecheck arch pytest

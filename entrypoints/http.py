@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from http import HTTPStatus
 from importlib import resources
+from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote, urlencode, urlsplit
 
+import stopments
 import structlog
-import swagger_ui_bundle
 from litestar import HttpMethod, Litestar, MediaType, Request, Response, delete, get, post, route
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -20,8 +22,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.params import FromHeader, FromPath, FromQuery, JSONBody
+from litestar.openapi.plugins import StoplightRenderPlugin
+from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -64,8 +67,11 @@ from .settings import Settings
 
 log = structlog.get_logger("idgate.http")
 
-# The docs page's scripts and styles are served by idgate itself, so /schema works offline.
+# The docs page (Stoplight Elements) loads its script and styles from idgate itself, from the files the
+# `stopments` package ships, so /schema works offline. Elements reads OpenAPI 3.1, which Litestar
+# writes; Swagger UI before 5.0 refuses it ("Unable to render this definition").
 DOCS_ASSETS = "/schema/assets"
+DOCS_ASSET_FILES = Path(stopments.__file__).parent / "static"
 
 
 class JsonRequest(Request[Any, Any, Any]):
@@ -141,8 +147,9 @@ async def verify_certification(
 async def verify_redirect(
     container: NamedDependency[Container],
     imp_uid: FromQuery[str] = IMP_UID_PARAMETER,
-    merchant_uid: FromQuery[str | None] = MERCHANT_UID_PARAMETER,
-    subject: FromQuery[str | None] = SUBJECT_PARAMETER,
+    # Annotated with a default, not `= PARAMETER`: a parameter without a default is documented as required.
+    merchant_uid: Annotated[str | None, MERCHANT_UID_PARAMETER] = None,
+    subject: Annotated[str | None, SUBJECT_PARAMETER] = None,
 ) -> Response[DecisionOut]:
     http = container.settings.http
     try:
@@ -165,6 +172,12 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
 # ---- identities ---------------------------------------------------------------------------------
 IDENTITY_PATH = "/identities/{subject:str}"
 
+# The token is documented as a security scheme, not as a header parameter: OpenAPI says a header
+# parameter named Authorization "SHALL be ignored", and clients generated from the document would drop it.
+SECURITY_SCHEME = "api_token"
+REQUIRES_API_TOKEN: list[SecurityRequirement] = [{SECURITY_SCHEME: []}]
+BearerToken = Annotated[str | None, HeaderParameter(name="Authorization", include_in_schema=False)]
+
 
 def _bearer(authorization: str | None) -> str | None:
     if authorization and authorization[:7].lower() == "bearer ":
@@ -184,13 +197,14 @@ def _subject_as_sent(request: Request[Any, Any, Any], subject: str) -> str:
 @get(
     IDENTITY_PATH,
     summary="Read the verified identity bound to a subject (role service)",
+    security=REQUIRES_API_TOKEN,
     responses=problems(401, 403, 404, 503),
 )
 async def read_identity(
     container: NamedDependency[Container],
     request: Request[Any, Any, Any],
     subject: FromPath[str] = SUBJECT_PARAMETER,
-    authorization: FromHeader[str | None] = None,
+    authorization: BearerToken = None,
 ) -> IdentityOut:
     subject = _subject_as_sent(request, subject)
     accessor = await services.authorize(_bearer(authorization), Role.SERVICE, tokens=container.tokens)
@@ -201,13 +215,14 @@ async def read_identity(
     IDENTITY_PATH,
     status_code=204,
     summary="Erase a subject's identity (role admin)",
+    security=REQUIRES_API_TOKEN,
     responses=problems(401, 403, 404, 503),
 )
 async def erase_identity(
     container: NamedDependency[Container],
     request: Request[Any, Any, Any],
     subject: FromPath[str] = SUBJECT_PARAMETER,
-    authorization: FromHeader[str | None] = None,
+    authorization: BearerToken = None,
 ) -> None:
     subject = _subject_as_sent(request, subject)
     accessor = await services.authorize(_bearer(authorization), Role.ADMIN, tokens=container.tokens)
@@ -215,8 +230,11 @@ async def erase_identity(
     log.info("identity_erased", by=accessor.name)
 
 
-# Litestar answers OPTIONS itself, but for a path whose methods come from separate handlers it lists
-# only the first handler's; this one is registered first and names them all.
+# Litestar answers OPTIONS with a handler it makes for the first route of a path. When another handler
+# joins the path, the route is rebuilt around that same OPTIONS handler, whose `Allow` still names only
+# the first route's methods (litestar 2.25): GET and DELETE came out as "GET, OPTIONS". CORS is not the
+# cause: preflights never reach a route (CORSMiddleware answers them from `allow_methods`). This handler
+# is registered before the others, so Litestar makes none, and it names every method of the path.
 _IDENTITY_METHODS = ", ".join(sorted({*read_identity.http_methods, *erase_identity.http_methods, "OPTIONS"}))
 
 
@@ -287,10 +305,8 @@ def _domain_problem(error: IdgateError) -> ProblemDetailsException:
 
 
 def _validation_problem(error: ValidationException) -> ProblemDetailsException:
-    errors = (
-        [_readable_field_error(item) for item in error.extra or []] if isinstance(error.extra, list) else []
-    )
-    missing_body = any(item.get("key") == "data" and item.get("source") == "body" for item in errors)
+    errors = _field_errors(error)
+    missing_body = any(_is_missing_body(item) for item in errors)
     return ProblemDetailsException(
         status_code=400,
         title="the request is not valid",
@@ -301,13 +317,35 @@ def _validation_problem(error: ValidationException) -> ProblemDetailsException:
     )
 
 
+_MISSING_BODY = "the request body is missing"
+# Litestar reports a missing parameter in its detail only, followed by the request's path and query;
+# the answer names the parameter and leaves out what the client sent.
+_MISSING_PARAMETER = re.compile(r"Missing required (?P<source>\w+) parameter '(?P<key>[^']+)'")
+
+
+def _field_errors(error: ValidationException) -> list[dict[str, Any]]:
+    if isinstance(error.extra, list):
+        return [_readable_field_error(item) for item in error.extra]
+    missing = _MISSING_PARAMETER.match(error.detail)
+    if missing is None:
+        return []
+    source, key = missing["source"], missing["key"]
+    return [{"message": f"the {source} parameter {key} is required", "key": key, "source": source}]
+
+
 def _readable_field_error(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
         return {"message": str(item)}
     if item.get("key") == "data" and item.get("source") == "body" and item.get("message") == "'data'":
         # Litestar names the missing body after the handler's parameter.
-        return {**item, "message": "the request body is missing"}
+        return {**item, "message": _MISSING_BODY}
     return item
+
+
+def _is_missing_body(error: dict[str, Any]) -> bool:
+    # Only the message tells a missing body from a wrong one: an unknown field or a `null` body is
+    # reported under the same key and source.
+    return error.get("message") == _MISSING_BODY
 
 
 _HTTP_CODES = {
@@ -342,18 +380,25 @@ def _unexpected_problem(error: Exception) -> ProblemDetailsException:
 
 # ---- the app ------------------------------------------------------------------------------------
 def _docs() -> OpenAPIConfig:
-    local = f"{DOCS_ASSETS}/"
     return OpenAPIConfig(
         title="idgate",
         version=idgate.__version__,
         path="/schema",
+        components=Components(
+            security_schemes={
+                SECURITY_SCHEME: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="an API token from `idgate tokens create`, sent as `Authorization: Bearer <token>`",
+                )
+            }
+        ),
         render_plugins=[
-            SwaggerRenderPlugin(
+            StoplightRenderPlugin(
                 path="/",
-                js_url=local + "swagger-ui-bundle.js",
-                css_url=local + "swagger-ui.css",
-                standalone_preset_js_url=local + "swagger-ui-standalone-preset.js",
-                favicon=f"<link rel='icon' type='image/png' href='{local}favicon-32x32.png'>",
+                js_url=f"{DOCS_ASSETS}/{stopments.WEB_COMPONENTS}",
+                css_url=f"{DOCS_ASSETS}/{stopments.STYLES}",
+                favicon=f"<link rel='icon' href='{DOCS_ASSETS}/{stopments.FAVICON}'>",
             )
         ],
     )
@@ -395,7 +440,7 @@ def create_app(
             readyz,
             demo_page,
             create_static_files_router(
-                path=DOCS_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
+                path=DOCS_ASSETS, directories=[DOCS_ASSET_FILES], include_in_schema=False
             ),
         ],
         request_class=JsonRequest,
@@ -414,7 +459,9 @@ def create_app(
             )
         ],
         # The identity endpoints are for product backends, server to server: browsers only prepare
-        # and verify, so cross-origin DELETE is not offered.
+        # and verify. So cross-origin DELETE is not offered, and neither is the Authorization header,
+        # which keeps API tokens out of browsers. (`Allow` on OPTIONS still lists DELETE: that is what
+        # the path serves, not what other origins may do.)
         cors_config=CORSConfig(
             allow_origins=cors, allow_methods=["GET", "POST"], allow_headers=["content-type"]
         )

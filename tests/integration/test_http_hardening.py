@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
-import sys
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,29 @@ async def test_an_empty_body_names_what_is_missing(api: httpx.AsyncClient) -> No
     assert "'data'" not in answer.text
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [(b'{"imp_uid": "imp_1", "extra": 1}', "data"), (b"null", "data"), (b'{"imp_uid": 1}', "imp_uid")],
+)
+async def test_a_body_that_is_there_but_wrong_is_not_called_missing(
+    api: httpx.AsyncClient, body: bytes, field: str
+) -> None:
+    answer = await api.post("/certifications", content=body, headers={"content-type": "application/json"})
+    refused = problem(answer, 400, "invalid_request")
+    assert "no body" not in refused["detail"]
+    assert "see `errors`" in refused["detail"]
+    assert [error["key"] for error in refused["errors"]] == [field]
+
+
+async def test_a_missing_query_parameter_is_named_without_echoing_the_query(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/certifications/redirect", params={"merchant_uid": "idg_sent-by-the-browser"})
+    refused = problem(answer, 400, "invalid_request")
+    assert refused["errors"] == [
+        {"message": "the query parameter imp_uid is required", "key": "imp_uid", "source": "query"}
+    ]
+    assert "idg_sent-by-the-browser" not in answer.text
+
+
 @pytest.mark.parametrize("path", ["/identities/acct-1/", "/identities/acct-1%2F", "/identities/acct-1%2f"])
 async def test_a_subject_with_anything_after_it_is_not_that_subject(
     api: httpx.AsyncClient, path: str
@@ -121,47 +145,75 @@ async def test_the_schema_documents_problems_statuses_and_id_patterns(api: httpx
     assert fields["subject"]["maxLength"] == 128
 
 
+async def test_documented_id_patterns_leave_the_domain_codes_in_place(api: httpx.AsyncClient) -> None:
+    """The patterns are in the document only: the domain still refuses a bad id with its own code."""
+    body = {"imp_uid": "imp_../../users/getToken"}
+    problem(await api.post("/certifications", json=body), 400, "invalid_imp_uid")
+    problem(await api.get("/certifications/redirect", params=body), 400, "invalid_imp_uid")
+    refused = await api.post("/certifications", json={"imp_uid": "imp_1", "merchant_uid": "x" * 81})
+    problem(refused, 400, "invalid_request")
+    assert "merchant_uid" in refused.json()["detail"]
+
+
+async def test_the_redirect_flow_requires_only_imp_uid(api: httpx.AsyncClient) -> None:
+    schema = (await api.get("/schema/openapi.json")).json()
+    parameters = {p["name"]: p for p in schema["paths"]["/certifications/redirect"]["get"]["parameters"]}
+    required = {name: parameter.get("required", False) for name, parameter in parameters.items()}
+    assert required == {"imp_uid": True, "merchant_uid": False, "subject": False}
+    assert parameters["merchant_uid"]["schema"]["pattern"] == "^[A-Za-z0-9._:-]{1,80}$"
+    assert parameters["subject"]["schema"]["maxLength"] == 128
+
+
+async def test_the_identity_routes_document_their_bearer_token(api: httpx.AsyncClient) -> None:
+    schema = (await api.get("/schema/openapi.json")).json()
+    scheme = schema["components"]["securitySchemes"]["api_token"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for method in ("get", "delete"):
+        operation = schema["paths"]["/identities/{subject}"][method]
+        assert operation["security"] == [{"api_token": []}]
+        # OpenAPI says a header parameter named Authorization "SHALL be ignored": only the scheme counts.
+        assert [p["name"] for p in operation["parameters"]] == ["subject"]
+    assert "security" not in schema["paths"]["/certifications"]["post"]
+
+
 async def test_the_docs_page_loads_nothing_from_another_host(api: httpx.AsyncClient) -> None:
     page = await api.get("/schema")
     assert page.status_code == 200
-    urls = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    urls = re.findall(r"""(?:src|href|apiDescriptionUrl)=["']([^"']+)""", page.text)
     assert len(urls) >= 3
     for url in urls:
         assert not re.match(r"(https?:)?//", url), f"{url} is loaded from another host"
         assert (await api.get(url)).status_code == 200, url
 
 
-async def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
-    api: httpx.AsyncClient, tmp_path: Path
+BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+
+
+async def test_the_docs_page_renders_the_api_with_every_other_host_unreachable(
+    api: httpx.AsyncClient,
 ) -> None:
-    """Fuzz every documented operation over the real socket: no 5xx, and every answer's status,
-    content type and body conform to the document."""
-    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-    run = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "schemathesis"),
-        "run",
-        str(api.base_url).rstrip("/") + "/schema/openapi.json",
-        "--checks",
-        checks,
-        "--max-examples",
-        "40",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--seed",
-        "1",
-        "--workers",
-        "1",
-        "--no-color",
-        "--generation-database",
-        "none",
-        "--request-timeout",
-        "10",
+    """Serving the assets is not enough: the page's script must also read this OpenAPI version."""
+    if BROWSER is None:
+        # `make test` installs it; a bare `pytest` on a machine without it skips, CI fails.
+        why = "rendering the docs page needs Debian's chromium-headless-shell (make test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    browser = await asyncio.create_subprocess_exec(
+        BROWSER,
+        "--no-sandbox",  # the tests may run as root
+        "--disable-gpu",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        str(api.base_url.join("/schema")),
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
+        stderr=asyncio.subprocess.DEVNULL,
     )
-    async with asyncio.timeout(300):
-        out, _ = await run.communicate()
-    report = out.decode()
-    assert run.returncode == 0, report[-6000:]
-    assert re.search(r"\b[1-9]\d* passed", report), report[-2000:]
+    async with asyncio.timeout(90):
+        rendered, _ = await browser.communicate()
+    # What the script rendered, not the document a page may carry inline in a script.
+    page = re.sub(r"<script\b.*?</script>", "", rendered.decode(), flags=re.DOTALL)
+    assert "Unable to render" not in page
+    for summary in ("Verify an imp_uid and decide", "Issue a single-use merchant_uid"):
+        assert summary in page, page[-3000:]
