@@ -16,12 +16,11 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Protocol
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from idgate.adapters.clock import SystemClock
 from idgate.adapters.crypto import KeyringSource
-from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
+from idgate.adapters.portone import PortOneHttp, PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 from idgate.adapters.store import (
     KeyMaintenance,
     SqlAccessTokens,
@@ -208,16 +207,14 @@ def require_credentials(settings: Settings) -> None:
 async def portone_v1(settings: Settings) -> AsyncIterator[PortOneV1Provider]:
     require_credentials(settings)
     p = settings.portone
-    async with httpx.AsyncClient(
-        base_url=p.url,
-        timeout=httpx.Timeout(p.read_timeout, connect=p.connect_timeout),
-        # Every connection stays open for reuse: closing surplus ones under load costs a TCP
-        # handshake per request.
-        limits=httpx.Limits(max_connections=p.max_connections, max_keepalive_connections=p.max_connections),
-        headers={"User-Agent": "idgate"},
-    ) as client:
+    async with PortOneHttp.open(
+        p.url,
+        connect_timeout=p.connect_timeout,
+        read_timeout=p.read_timeout,
+        max_connections=p.max_connections,
+    ) as http:
         yield PortOneV1Provider(
-            client,
+            http,
             PortOneV1Credentials(p.imp_key, p.imp_secret),
             retry=RetryPolicy(attempts=p.attempts, backoff_seconds=p.backoff),
         )

@@ -1,5 +1,6 @@
 """PortOne REST API adapters."""
 
+from .http import PortOneHttp
 from .v1 import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 
-__all__ = ["PortOneV1Credentials", "PortOneV1Provider", "RetryPolicy"]
+__all__ = ["PortOneHttp", "PortOneV1Credentials", "PortOneV1Provider", "RetryPolicy"]

@@ -1,7 +1,7 @@
 """PortOne V1 (`api.iamport.kr`) implementation of the CertificationProvider port.
 
-Foreign things (httpx responses and exceptions, PortOne's JSON shapes and spellings) stop here: the
-domain receives a `Certification` or a domain error.
+Foreign things (PortOne's JSON shapes and spellings, and the HTTP failures that http.py reports) stop
+here: the domain receives a `Certification` or a domain error.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime
 from typing import Generic, TypeVar
 from urllib.parse import quote
 
-import httpx
 import msgspec
 import structlog
 
@@ -29,6 +28,8 @@ from idgate.domain import (
 )
 from idgate.domain.age import SEOUL
 from idgate.domain.services import validate_imp_uid
+
+from .http import Answer, ConnectFailed, ExchangeFailed, PortOneHttp, ReadTimedOut
 
 log = structlog.get_logger("idgate.portone")
 
@@ -116,13 +117,13 @@ class PortOneV1Provider:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        http: PortOneHttp,
         credentials: PortOneV1Credentials,
         *,
         retry: RetryPolicy | None = None,
         refresh_margin_seconds: float = 60.0,
     ) -> None:
-        self._client = client
+        self._http = http
         self._credentials = credentials
         self._retry = retry or RetryPolicy()
         self._refresh_margin = refresh_margin_seconds
@@ -130,18 +131,18 @@ class PortOneV1Provider:
         self._token_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"PortOneV1Provider(base_url={str(self._client.base_url)!r})"
+        return f"PortOneV1Provider({self._http!r})"
 
     async def fetch_certification(self, imp_uid: str) -> Certification:
         validate_imp_uid(imp_uid)  # never let a crafted id shape the upstream URL
         path = f"/certifications/{quote(imp_uid, safe='')}"
         token = await self._access_token()
         response = await self._send("GET", path, token=token)
-        if response.status_code == 401:
+        if response.status == 401:
             # The token may have expired between our check and PortOne's; refresh once, retry once.
             token = await self._access_token(rejected=token)
             response = await self._send("GET", path, token=token)
-        if response.status_code == 404:
+        if response.status == 404:
             raise CertificationNotFound(
                 "PortOne has no certification with this imp_uid; check that the frontend sends the imp_uid "
                 "from the verification callback of this merchant account."
@@ -170,9 +171,11 @@ class PortOneV1Provider:
         response = await self._send(
             "POST",
             "/users/getToken",
-            json={"imp_key": self._credentials.imp_key, "imp_secret": self._credentials.imp_secret},
+            body=msgspec.json.encode(
+                {"imp_key": self._credentials.imp_key, "imp_secret": self._credentials.imp_secret}
+            ),
         )
-        if response.status_code == 401:
+        if response.status == 401:
             raise ProviderUnavailable(
                 "PortOne rejected the imp_key/imp_secret; set IDGATE_PORTONE_IMP_KEY and "
                 "IDGATE_PORTONE_IMP_SECRET (or [portone] in idgate.toml) to the V1 API keys from the console."
@@ -186,28 +189,28 @@ class PortOneV1Provider:
         return _Token.from_lifetime(payload.access_token, lifetime, self._refresh_margin)
 
     async def _send(
-        self, method: str, path: str, *, token: str | None = None, json: object = None
-    ) -> httpx.Response:
+        self, method: str, path: str, *, token: str | None = None, body: bytes | None = None
+    ) -> Answer:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         last_problem = ""
         for attempt in range(self._retry.attempts):
             if attempt:
                 await asyncio.sleep(self._retry.delay(attempt - 1))
             try:
-                response = await self._client.request(method, path, headers=headers, json=json)
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout):
-                    last_problem = "connect timeout"
-                    continue
+                response = await self._http.send(method, path, headers=headers, body=body)
+            except ReadTimedOut as exc:
+                # Not retried: PortOne may still be working on it, and the caller's own deadline runs.
                 raise ProviderTimeout(
                     "PortOne did not answer in time; try again shortly (the timeout is [portone] read_timeout)."
                 ) from exc
-            except httpx.TransportError as exc:
-                last_problem = type(exc).__name__
+            except (ConnectFailed, ExchangeFailed) as exc:
+                last_problem = str(exc)
                 log.warning("portone_retry", path=_route(path), attempt=attempt + 1, problem=last_problem)
                 continue
-            if response.status_code >= 500:
-                last_problem = f"HTTP {response.status_code}"
+            if response.status >= 500:
+                last_problem = f"HTTP {response.status}"
                 log.warning("portone_retry", path=_route(path), attempt=attempt + 1, problem=last_problem)
                 continue
             return response
@@ -216,11 +219,11 @@ class PortOneV1Provider:
         )
 
     @staticmethod
-    def _decode(response: httpx.Response, payload_type: type[T]) -> _Envelope[T]:
-        if response.status_code != 200:
-            raise ProviderUnavailable(f"PortOne answered HTTP {response.status_code} unexpectedly.")
+    def _decode(response: Answer, payload_type: type[T]) -> _Envelope[T]:
+        if response.status != 200:
+            raise ProviderUnavailable(f"PortOne answered HTTP {response.status} unexpectedly.")
         try:
-            envelope = msgspec.json.decode(response.content, type=_Envelope[payload_type])  # type: ignore[valid-type]
+            envelope = msgspec.json.decode(response.body, type=_Envelope[payload_type])  # type: ignore[valid-type]
         except msgspec.DecodeError as exc:
             raise ProviderUnavailable("PortOne sent a malformed response (not the expected JSON).") from exc
         if envelope.code != 0:

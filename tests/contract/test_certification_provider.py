@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 
-import httpx
 import pytest
 
-from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider
+from idgate.adapters.portone import PortOneHttp, PortOneV1Credentials, PortOneV1Provider
 from idgate.domain import CertificationNotFound, CertificationProvider, InvalidCertificationId
 from idgate.sandbox import SandboxState
 from tests.conftest import Sandbox
@@ -41,8 +40,8 @@ async def subject(request: pytest.FixtureRequest, sandbox: Sandbox) -> AsyncIter
 
         yield Subject(fake, certify)
         return
-    async with httpx.AsyncClient(base_url=sandbox.url) as client:
-        real = PortOneV1Provider(client, PortOneV1Credentials("sandbox_imp_key", "sandbox_imp_secret"))
+    async with PortOneHttp.open(sandbox.url) as http:
+        real = PortOneV1Provider(http, PortOneV1Credentials("sandbox_imp_key", "sandbox_imp_secret"))
         yield Subject(real, lambda merchant_uid: sandbox.certify("adult", merchant_uid))
 
 

@@ -6,10 +6,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
+from idgate.adapters.portone import PortOneHttp, PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 from idgate.domain import CertificationNotFound, ProviderTimeout, ProviderUnavailable
 from idgate.sandbox import TokenRules
 from tests.conftest import Sandbox
@@ -19,9 +18,9 @@ GET_TOKEN, GET_CERT = "POST /users/getToken", "GET /certifications/{imp_uid}"
 
 @pytest.fixture
 async def portone(sandbox: Sandbox) -> AsyncIterator[PortOneV1Provider]:
-    async with httpx.AsyncClient(base_url=sandbox.url, timeout=httpx.Timeout(1.0, connect=1.0)) as client:
+    async with PortOneHttp.open(sandbox.url, connect_timeout=1.0, read_timeout=1.0) as http:
         yield PortOneV1Provider(
-            client, PortOneV1Credentials("sandbox_imp_key", "sandbox_imp_secret"), retry=RetryPolicy(3, 0.01)
+            http, PortOneV1Credentials("sandbox_imp_key", "sandbox_imp_secret"), retry=RetryPolicy(3, 0.01)
         )
 
 
@@ -38,9 +37,9 @@ async def test_fifty_concurrent_lookups_cause_exactly_one_get_token(
 async def test_token_expiry_mid_run_is_invisible_to_callers(sandbox: Sandbox) -> None:
     # A 3-second token life and a 1-second refresh margin make several expiries happen in one run.
     sandbox.state.token_rules = TokenRules(ttl=3, grace_window=0, grace_extension=0)
-    async with httpx.AsyncClient(base_url=sandbox.url) as client:
+    async with PortOneHttp.open(sandbox.url) as http:
         portone = PortOneV1Provider(
-            client, PortOneV1Credentials("sandbox_imp_key", "sandbox_imp_secret"), refresh_margin_seconds=1
+            http, PortOneV1Credentials("sandbox_imp_key", "sandbox_imp_secret"), refresh_margin_seconds=1
         )
         imp_uid = await sandbox.certify("adult")
         deadline = time.monotonic() + 5

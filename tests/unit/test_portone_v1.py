@@ -1,19 +1,27 @@
-"""Edge cases of the PortOne V1 adapter, over httpx.MockTransport (the real httpx client, no network)."""
+"""Edge cases of the PortOne V1 adapter, against an aiohttp server on loopback that answers as told.
+
+The real client, the real socket: a dropped connection or a slow answer is what the adapter sees in
+production, not a simulated exception.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-import httpx
 import pytest
 import structlog
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idgate.adapters.portone import PortOneV1Credentials, PortOneV1Provider, RetryPolicy
+from idgate.adapters.portone import PortOneHttp, PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 from idgate.domain import (
     Carrier,
     CertificationNotFound,
@@ -26,15 +34,15 @@ from idgate.domain.age import SEOUL
 
 SECRET = "s3cr3t-imp-secret"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[web.Request], web.StreamResponse | Awaitable[web.StreamResponse]]
 
 
-def token_response(now: int = 1_700_000_000, lifetime: int = 1800, token: str = TOKEN) -> httpx.Response:
+def token_response(now: int = 1_700_000_000, lifetime: int = 1800, token: str = TOKEN) -> web.Response:
     body = {"access_token": token, "now": now, "expired_at": now + lifetime}
-    return httpx.Response(200, json={"code": 0, "message": None, "response": body})
+    return web.json_response({"code": 0, "message": None, "response": body})
 
 
-def cert_response(**fields: Any) -> httpx.Response:
+def cert_response(**fields: Any) -> web.Response:
     record = {
         "imp_uid": "imp_123",
         "pg_provider": "danal",
@@ -48,28 +56,44 @@ def cert_response(**fields: Any) -> httpx.Response:
         **fields,
     }
     record = {k: v for k, v in record.items() if v is not ...}
-    return httpx.Response(200, json={"code": 0, "message": None, "response": record})
+    return web.json_response({"code": 0, "message": None, "response": record})
+
+
+def status(code: int, body: Any = None) -> web.Response:
+    return web.Response(status=code) if body is None else web.json_response(body, status=code)
 
 
 class Upstream:
     """Answers getToken, then hands certification requests to `handler`; counts both."""
 
-    def __init__(self, handler: Handler, token: Callable[[], httpx.Response] = token_response) -> None:
+    def __init__(self, handler: Handler, token: Callable[[], web.Response] = token_response) -> None:
         self.handler, self.token = handler, token
         self.token_calls = 0
-        self.get_calls: list[httpx.Request] = []
+        self.get_calls: list[web.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/users/getToken":
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/users/getToken":
             self.token_calls += 1
             return self.token()
         self.get_calls.append(request)
-        return self.handler(request)
+        answer = self.handler(request)
+        return await answer if isinstance(answer, Awaitable) else answer
 
 
-def provider(upstream: Upstream, attempts: int = 3) -> PortOneV1Provider:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(upstream), base_url="https://api.iamport.kr")
-    return PortOneV1Provider(client, PortOneV1Credentials("key", SECRET), retry=RetryPolicy(attempts, 0.0))
+@contextlib.asynccontextmanager
+async def provider(upstream: Upstream, attempts: int = 3) -> AsyncIterator[PortOneV1Provider]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", upstream.handle)
+    async with (
+        TestServer(app, host="127.0.0.1") as server,
+        PortOneHttp.open(str(server.make_url("")), read_timeout=0.5) as http,
+    ):
+        yield PortOneV1Provider(http, PortOneV1Credentials("key", SECRET), retry=RetryPolicy(attempts, 0.0))
+
+
+async def fetch(upstream: Upstream, imp_uid: str = "imp_123") -> Any:
+    async with provider(upstream) as p:
+        return await p.fetch_certification(imp_uid)
 
 
 async def test_maps_a_full_record_to_the_domain() -> None:
@@ -83,7 +107,7 @@ async def test_maps_a_full_record_to_the_domain() -> None:
             gender="female",
         )
     )
-    c = await provider(upstream).fetch_certification("imp_123")
+    c = await fetch(upstream)
     assert (c.name, c.gender, c.birth_date, c.phone) == (
         "홍길동",
         Gender.FEMALE,
@@ -98,7 +122,7 @@ async def test_maps_a_full_record_to_the_domain() -> None:
 
 
 async def test_absent_phone_carrier_ci_and_di_are_normal() -> None:
-    c = await provider(Upstream(lambda r: cert_response())).fetch_certification("imp_123")
+    c = await fetch(Upstream(lambda r: cert_response()))
     assert (c.phone, c.carrier, c.ci, c.di) == (None, None, None, None)
 
 
@@ -111,7 +135,7 @@ async def test_absent_phone_carrier_ci_and_di_are_normal() -> None:
     ],
 )
 async def test_foreigner_flag(fields: dict[str, Any], expected: bool | None) -> None:
-    c = await provider(Upstream(lambda r: cert_response(**fields))).fetch_certification("imp_123")
+    c = await fetch(Upstream(lambda r: cert_response(**fields)))
     assert c.is_foreigner is expected
 
 
@@ -119,25 +143,25 @@ async def test_foreigner_flag(fields: dict[str, Any], expected: bool | None) -> 
 async def test_legacy_birth_is_kst_midnight(birth: date) -> None:
     seconds = int(datetime(birth.year, birth.month, birth.day, tzinfo=SEOUL).timestamp())
     upstream = Upstream(lambda r: cert_response(birthday=..., birth=seconds))
-    c = await provider(upstream).fetch_certification("imp_123")
+    c = await fetch(upstream)
     assert c.birth_date == birth
 
 
 async def test_birthday_wins_over_legacy_birth() -> None:
     upstream = Upstream(lambda r: cert_response(birthday="1990-01-01", birth=0))
-    assert (await provider(upstream).fetch_certification("imp_123")).birth_date == date(1990, 1, 1)
+    assert (await fetch(upstream)).birth_date == date(1990, 1, 1)
 
 
 async def test_not_found_is_a_domain_error() -> None:
     body = {"code": -1, "message": "인증결과가 존재하지 않습니다.", "response": None}
     with pytest.raises(CertificationNotFound):
-        await provider(Upstream(lambda r: httpx.Response(404, json=body))).fetch_certification("imp_123")
+        await fetch(Upstream(lambda r: status(404, body)))
 
 
 async def test_code_other_than_zero_on_200_is_an_error() -> None:
     body = {"code": 1, "message": "something", "response": None}
     with pytest.raises(ProviderUnavailable, match="code 1"):
-        await provider(Upstream(lambda r: httpx.Response(200, json=body))).fetch_certification("imp_123")
+        await fetch(Upstream(lambda r: status(200, body)))
 
 
 @pytest.mark.parametrize(
@@ -152,96 +176,107 @@ async def test_code_other_than_zero_on_200_is_an_error() -> None:
     ],
 )
 async def test_malformed_bodies_are_clear_provider_errors(body: bytes) -> None:
-    upstream = Upstream(lambda r: httpx.Response(200, content=body))
+    upstream = Upstream(lambda r: web.Response(body=body))
     with pytest.raises(ProviderUnavailable, match=r"malformed|invalid fields"):
-        await provider(upstream).fetch_certification("imp_123")
+        await fetch(upstream)
 
 
 async def test_an_answer_for_another_imp_uid_is_rejected() -> None:
     with pytest.raises(ProviderUnavailable, match="different"):
-        await provider(Upstream(lambda r: cert_response(imp_uid="imp_999"))).fetch_certification("imp_123")
+        await fetch(Upstream(lambda r: cert_response(imp_uid="imp_999")))
 
 
 async def test_401_refreshes_the_token_once_and_retries_once() -> None:
     tokens = iter(["a" * 40, "b" * 40])
     upstream = Upstream(
-        lambda r: (
-            cert_response() if r.headers["authorization"] == "Bearer " + "b" * 40 else httpx.Response(401)
-        ),
+        lambda r: cert_response() if r.headers["authorization"] == "Bearer " + "b" * 40 else status(401),
         token=lambda: token_response(token=next(tokens)),
     )
-    c = await provider(upstream).fetch_certification("imp_123")
+    c = await fetch(upstream)
     assert c.imp_uid == "imp_123"
     assert (upstream.token_calls, len(upstream.get_calls)) == (2, 2)
 
 
 async def test_a_second_401_is_not_retried_forever() -> None:
-    upstream = Upstream(lambda r: httpx.Response(401))
+    upstream = Upstream(lambda r: status(401))
     with pytest.raises(ProviderUnavailable, match="401"):
-        await provider(upstream).fetch_certification("imp_123")
+        await fetch(upstream)
     assert (upstream.token_calls, len(upstream.get_calls)) == (2, 2)
 
 
 async def test_wrong_credentials_say_where_to_set_them() -> None:
-    upstream = Upstream(lambda r: cert_response(), token=lambda: httpx.Response(401, json={"code": -1}))
+    upstream = Upstream(lambda r: cert_response(), token=lambda: status(401, {"code": -1}))
     with pytest.raises(ProviderUnavailable, match="IDGATE_PORTONE_IMP_KEY") as caught:
-        await provider(upstream).fetch_certification("imp_123")
+        await fetch(upstream)
     assert SECRET not in str(caught.value)
 
 
 async def test_5xx_is_retried_then_succeeds() -> None:
-    answers = iter([httpx.Response(503), httpx.Response(502), cert_response()])
+    answers = iter([status(503), status(502), cert_response()])
     upstream = Upstream(lambda r: next(answers))
-    assert (await provider(upstream).fetch_certification("imp_123")).imp_uid == "imp_123"
+    assert (await fetch(upstream)).imp_uid == "imp_123"
     assert len(upstream.get_calls) == 3
 
 
 async def test_retries_are_bounded() -> None:
-    upstream = Upstream(lambda r: httpx.Response(503))
+    upstream = Upstream(lambda r: status(503))
     with pytest.raises(ProviderUnavailable, match="after 3 attempts"):
-        await provider(upstream).fetch_certification("imp_123")
+        await fetch(upstream)
     assert len(upstream.get_calls) == 3
 
 
-async def test_connection_errors_are_retried() -> None:
-    failures = iter([httpx.ConnectError("refused"), httpx.RemoteProtocolError("dropped")])
+async def test_dropped_connections_are_retried() -> None:
+    drops = iter([True, True])
 
-    def flaky(request: httpx.Request) -> httpx.Response:
-        error = next(failures, None)
-        if error:
-            raise error
+    def flaky(request: web.Request) -> web.Response:
+        if next(drops, False):
+            assert request.transport is not None
+            request.transport.abort()  # the connection is gone before any answer
         return cert_response()
 
     upstream = Upstream(flaky)
-    assert (await provider(upstream).fetch_certification("imp_123")).imp_uid == "imp_123"
+    assert (await fetch(upstream)).imp_uid == "imp_123"
     assert len(upstream.get_calls) == 3
 
 
-async def test_a_read_timeout_is_a_timeout_error() -> None:
-    def slow(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
+async def test_a_refused_connection_is_retried_then_reported() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once the socket closes
+    async with PortOneHttp.open(f"http://127.0.0.1:{port}") as http:
+        p = PortOneV1Provider(http, PortOneV1Credentials("key", SECRET), retry=RetryPolicy(2, 0.0))
+        with pytest.raises(ProviderUnavailable, match="after 2 attempts"):
+            await p.fetch_certification("imp_123")
 
+
+async def test_a_read_timeout_is_a_timeout_error_and_not_retried() -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)  # longer than the provider's 0.5 s read timeout
+        return cert_response()
+
+    upstream = Upstream(slow)
     with pytest.raises(ProviderTimeout):
-        await provider(Upstream(slow)).fetch_certification("imp_123")
+        await fetch(upstream)
+    assert len(upstream.get_calls) == 1
 
 
 async def test_a_token_with_little_life_left_is_reused_until_halfway_not_refetched_every_call() -> None:
     # The server says 59 s remain (its clock, whatever ours says): under the 60 s margin, yet
     # asking again on every call would hammer getToken until it expires.
     upstream = Upstream(lambda r: cert_response(), token=lambda: token_response(lifetime=59))
-    p = provider(upstream)
-    for _ in range(5):
-        await p.fetch_certification("imp_123")
+    async with provider(upstream) as p:
+        for _ in range(5):
+            await p.fetch_certification("imp_123")
     assert upstream.token_calls == 1
     spent = Upstream(lambda r: cert_response(), token=lambda: token_response(lifetime=0))
-    q = provider(spent)
-    await q.fetch_certification("imp_123")
-    await q.fetch_certification("imp_123")
+    async with provider(spent) as q:
+        await q.fetch_certification("imp_123")
+        await q.fetch_certification("imp_123")
     assert spent.token_calls == 2  # a token with no life left is refreshed on the next call
     fresh = Upstream(lambda r: cert_response())
-    q = provider(fresh)
-    for _ in range(5):
-        await q.fetch_certification("imp_123")
+    async with provider(fresh) as q:
+        for _ in range(5):
+            await q.fetch_certification("imp_123")
     assert fresh.token_calls == 1
 
 
@@ -249,7 +284,7 @@ async def test_a_token_with_little_life_left_is_reused_until_halfway_not_refetch
 async def test_path_injection_is_refused_before_any_request(bad: str) -> None:
     upstream = Upstream(lambda r: cert_response())
     with pytest.raises(InvalidCertificationId):
-        await provider(upstream).fetch_certification(bad)
+        await fetch(upstream, bad)
     assert upstream.token_calls == 0
     assert upstream.get_calls == []
 
@@ -257,10 +292,10 @@ async def test_path_injection_is_refused_before_any_request(bad: str) -> None:
 async def test_secrets_never_show_in_reprs_errors_or_logs() -> None:
     credentials = PortOneV1Credentials("key", SECRET)
     assert SECRET not in repr(credentials)
-    upstream = Upstream(lambda r: httpx.Response(503))
-    p = provider(upstream)
-    with structlog.testing.capture_logs() as logs, pytest.raises(ProviderUnavailable) as caught:
-        await p.fetch_certification("imp_123")
+    upstream = Upstream(lambda r: status(503))
+    async with provider(upstream) as p:
+        with structlog.testing.capture_logs() as logs, pytest.raises(ProviderUnavailable) as caught:
+            await p.fetch_certification("imp_123")
     seen = json.dumps(logs, default=str) + str(caught.value) + repr(p)
     assert logs, "retries are logged"
     assert SECRET not in seen
