@@ -1,8 +1,9 @@
-"""Database failures become domain errors at the adapter's border; no SQLAlchemy exception escapes."""
+"""Database failures become domain errors at the adapter's border; no driver or SQLAlchemy exception escapes."""
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 
 import structlog
@@ -13,6 +14,10 @@ from idgate.domain import StoreConflict, StoreUnavailable
 log = structlog.get_logger("idgate.store")
 
 
+class ConstraintViolated(Exception):
+    """A UNIQUE or PRIMARY KEY constraint refused a write, whichever the database and driver."""
+
+
 @contextlib.asynccontextmanager
 async def translated_errors() -> AsyncIterator[None]:
     """Wrap every database call. Callers that give a constraint a meaning (a consumed imp_uid, a bound
@@ -20,12 +25,13 @@ async def translated_errors() -> AsyncIterator[None]:
     expected, which retrying resolves. Every other database failure means the store is unavailable."""
     try:
         yield
-    except IntegrityError as exc:
-        log.warning("store_conflict", error_type=type(exc.orig).__name__)
+    except (IntegrityError, ConstraintViolated, sqlite3.IntegrityError) as exc:
+        cause = exc.orig if isinstance(exc, IntegrityError) else exc.__cause__ or exc
+        log.warning("store_conflict", error_type=type(cause).__name__)
         raise StoreConflict(
             "a concurrent change conflicted with this one and nothing was written; try again."
         ) from exc
-    except (SQLAlchemyError, DBAPIError, OSError) as exc:
+    except (SQLAlchemyError, DBAPIError, sqlite3.Error, OSError) as exc:
         # The driver's message can contain SQL parameters; only the type is logged.
         log.error("store_error", error_type=type(exc).__name__)
         raise StoreUnavailable("the database is unavailable; check [database] url and try again.") from exc

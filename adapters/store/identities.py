@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from idgate.adapters.crypto import BlindIndexer, DecryptionError, FieldCipher, normalize
 from idgate.domain import Carrier, Certification, Gender, IdentityIntegrityError, VerifiedIdentity
 
+from .runner import as_utc
 from .tables import IdentityRow
 
 TABLE = "identities"
@@ -93,9 +94,9 @@ class IdentityCodec:
             gender=Gender(row.gender) if row.gender else None,
             phone=values["phone"],
             carrier=Carrier(row.carrier) if row.carrier else None,
-            is_foreigner=row.is_foreigner,
+            is_foreigner=None if row.is_foreigner is None else bool(row.is_foreigner),  # SQLite says 0 or 1
             provider=row.provider,
-            certified_at=row.certified_at,
+            certified_at=as_utc(row.certified_at),
         )
 
     def digests(self, kind: str, value: str) -> dict[int, bytes]:

@@ -1,9 +1,9 @@
 """The SQL store: VerificationStore, IdentityDirectory and IdentityVault on one database.
 
-The hot path (prepare, the checks before the PortOne call, the identity lookup, and the one write
-transaction of a verification) is written as functions over a synchronous connection, with the
-statements that never vary built once, and handed to a runner (see runner.py: a writer thread on SQLite). Reads off the hot path
-still use the async engine and, where it earns its keep, the ORM.
+The hot path (prepare, the checks before the PortOne call, the identity lookup, the one write
+transaction of a verification, and reading or erasing an identity) is plain SQL in functions over a
+`Transaction`, handed to a runner (see runner.py: the driver itself and a writer thread on SQLite).
+Reads off the hot path still use the async engine and, where it earns its keep, the ORM.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import msgspec
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -43,10 +43,10 @@ from idgate.domain import (
     VerifiedIdentity,
 )
 
-from .errors import translated_errors
+from .errors import ConstraintViolated, translated_errors
 from .identities import IdentityCodec
 from .keyring_check import VerifiedKeyring
-from .runner import AsyncEngineRunner, SqliteRunner, SqlRunner
+from .runner import AsyncEngineRunner, SqliteRunner, SqlRunner, Transaction, as_utc
 from .tables import (
     CONSUMED_CERTIFICATIONS,
     DECISIONS,
@@ -94,26 +94,17 @@ def create_engine(url: str, *, write_transactions: bool = False, synchronous: st
 
 
 def sqlite_runner(url: sa.URL, synchronous: str = "full") -> SqliteRunner | None:
-    """SqliteRunner's two engines on the same SQLite file, or None for other databases."""
+    """A SqliteRunner on the SQLite file of `url`, or None for other databases."""
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    sync_url = url.set(drivername="sqlite+pysqlite")
-    watch = SqliteFileWatch(Path(url.database).absolute())
-    # One connection each: the event loop reads with one, the writer thread writes with the other.
-    options: dict[str, Any] = {
-        "connect_args": {"timeout": 30, "check_same_thread": False},
-        "hide_parameters": True,
-        "pool_size": 1,
-        "max_overflow": 0,
-    }
+    path = Path(url.database).absolute()
+    watch = SqliteFileWatch(path)
     pragmas = sqlite_pragmas(synchronous)
-    reader = sa.create_engine(sync_url, **options)
-    event.listen(reader, "connect", pragmas)
-    event.listen(reader, "checkout", watch.check)
-    writer = sa.create_engine(sync_url, **options)
-    event.listen(writer, "connect", pragmas)
-    event.listen(writer, "checkout", watch.check)
-    return SqliteRunner(reader, writer)
+    return SqliteRunner(
+        path,
+        prepare=lambda connection: pragmas(connection, None),
+        check=lambda: watch.check(None, None, None),
+    )
 
 
 def _watch_sqlite(engine: sa.Engine, url: sa.URL, synchronous: str) -> None:
@@ -239,25 +230,21 @@ class SqlVerificationStore:
             "created_at": request.created_at,
             "expires_at": request.expires_at,
         }
-        await self._sql.write(lambda connection: connection.execute(_INSERT_PREPARED, values))
+        await self._sql.write(lambda sql: sql.execute(_INSERT_PREPARED, values))
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
-        row = await self._sql.read(
-            lambda connection: connection.execute(_PREPARED, {"merchant_uid": merchant_uid}).first()
-        )
+        row = await self._sql.read(lambda sql: sql.first(_PREPARED, {"merchant_uid": merchant_uid}))
         if row is None or row.used_at is not None:
             return None
         return PreparedRequest(
             merchant_uid=row.merchant_uid,
             subject=row.subject,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
+            created_at=as_utc(row.created_at),
+            expires_at=as_utc(row.expires_at),
         )
 
     async def is_consumed(self, imp_uid: str) -> bool:
-        return await self._sql.read(
-            lambda connection: connection.execute(_CONSUMED, {"imp_uid": imp_uid}).first() is not None
-        )
+        return await self._sql.read(lambda sql: sql.first(_CONSUMED, {"imp_uid": imp_uid}) is not None)
 
     async def record_verification(
         self,
@@ -270,11 +257,11 @@ class SqlVerificationStore:
         if binds:
             await self._keyring.refresh()
 
-        def record(connection: sa.Connection) -> None:
+        def record(sql: Transaction) -> None:
             try:
                 # The consumption row goes first: its primary key is the lock that makes a second,
                 # concurrent verification of the same imp_uid fail before anything else is written.
-                connection.execute(
+                sql.execute(
                     _INSERT_CONSUMED,
                     {
                         "imp_uid": decision.imp_uid,
@@ -282,32 +269,32 @@ class SqlVerificationStore:
                         "consumed_at": decision.decided_at,
                     },
                 )
-            except IntegrityError as exc:
+            except ConstraintViolated as exc:
                 raise CertificationAlreadyUsed(
                     "this imp_uid was already used for a decision; start a new verification in the browser."
                 ) from exc
             if prepared_merchant_uid is not None:
-                used = connection.execute(
+                used = sql.execute(
                     _USE_PREPARED, {"prepared": prepared_merchant_uid, "at": decision.decided_at}
                 )
-                if used.rowcount != 1:
+                if used != 1:
                     raise CertificationAlreadyUsed(
                         "this merchant_uid was already used by another verification; prepare a new one."
                     )
             if binds and decision.subject is not None:
-                self._bind_identity(connection, decision.subject, certification, decision.decided_at)
-            connection.execute(_INSERT_DECISION, _decision_values(decision))
+                self._bind_identity(sql, decision.subject, certification, decision.decided_at)
+            sql.execute(_INSERT_DECISION, _decision_values(decision))
 
         await self._sql.write(record)
 
     def _bind_identity(
-        self, connection: sa.Connection, subject: str, certification: Certification, at: datetime
+        self, sql: Transaction, subject: str, certification: Certification, at: datetime
     ) -> None:
-        previous = connection.execute(_IDENTITY_OF, {"subject": subject}).first()
+        previous = sql.first(_IDENTITY_OF, {"subject": subject})
         if previous is not None:  # re-verification: the new identity replaces the old one
-            _delete_identity(connection, previous.id)
+            _delete_identity(sql, previous.id)
         row = self._codec.new_row(subject, certification, at)
-        connection.execute(_INSERT_IDENTITY, row.model_dump())
+        sql.execute(_INSERT_IDENTITY, row.model_dump())
         entries = list(
             self._codec.index_entries(
                 row.id, {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
@@ -315,8 +302,8 @@ class SqlVerificationStore:
         )
         try:
             if entries:
-                connection.execute(_INSERT_INDEX, entries)
-        except IntegrityError as exc:
+                sql.execute_many(_INSERT_INDEX, entries)
+        except ConstraintViolated as exc:
             raise IdentityAlreadyBound("this person is already bound to another subject.") from exc
 
     # ---- IdentityDirectory --------------------------------------------------------------------
@@ -329,19 +316,16 @@ class SqlVerificationStore:
     async def _subjects_with(self, kind: str, value: str) -> list[str]:
         await self._keyring.refresh()
         digests = self._codec.digests(kind, value)
-        matches = sa.or_(
-            *(
-                sa.and_(IDENTITY_INDEX.c.index_key_id == key_id, IDENTITY_INDEX.c.digest == digest)
-                for key_id, digest in digests.items()
-            )
-        )
-        query = (
-            sa.select(IDENTITIES)
-            .join(IDENTITY_INDEX, IDENTITY_INDEX.c.identity_id == IDENTITIES.c.id)
-            .where(IDENTITY_INDEX.c.kind == kind, matches)
-            .distinct()
-        )
-        rows = await self._sql.read(lambda connection: connection.execute(query).all())
+
+        def lookup(sql: Transaction) -> list[Any]:
+            # One indexed lookup per index key (normally one; two while a new index key is rolled out).
+            found = {}
+            for key_id, digest in digests.items():
+                for row in sql.all(_SUBJECTS_WITH, {"kind": kind, "index_key_id": key_id, "digest": digest}):
+                    found[row.id] = row
+            return list(found.values())
+
+        rows = await self._sql.read(lookup)
         wanted = self._codec.canonical(kind, value)
         # The digest only points; the decrypted value decides, so a forged index row cannot match.
         return sorted(
@@ -355,23 +339,23 @@ class SqlVerificationStore:
     async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
         await self._keyring.refresh()
 
-        def read(connection: sa.Connection) -> VerifiedIdentity | None:  # records the read with it
-            row = connection.execute(sa.select(IDENTITIES).where(IDENTITIES.c.subject == subject)).first()
+        def read(sql: Transaction) -> VerifiedIdentity | None:  # records the read with it
+            row = sql.first(_IDENTITY, {"subject": subject})
             if row is None:
                 return None
             identity = self._codec.identity(row)
-            connection.execute(_INSERT_ACCESS, self._access(accessor, "read", subject))
+            sql.execute(_INSERT_ACCESS, self._access(accessor, "read", subject))
             return identity
 
         return await self._sql.write(read)
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:
-        def erase(connection: sa.Connection) -> bool:
-            row = connection.execute(_IDENTITY_OF, {"subject": subject}).first()
+        def erase(sql: Transaction) -> bool:
+            row = sql.first(_IDENTITY_OF, {"subject": subject})
             if row is None:
                 return False
-            _delete_identity(connection, row.id)
-            connection.execute(_INSERT_ACCESS, self._access(accessor, "erase", subject))
+            _delete_identity(sql, row.id)
+            sql.execute(_INSERT_ACCESS, self._access(accessor, "erase", subject))
             return True
 
         erased = await self._sql.write(erase)
@@ -419,31 +403,59 @@ class SqlVerificationStore:
         return None if row is None else _decision_from_row(row)
 
 
-def _delete_identity(connection: sa.Connection, identity_id: str) -> None:
-    connection.execute(sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.identity_id == identity_id))
-    connection.execute(sa.delete(IDENTITIES).where(IDENTITIES.c.id == identity_id))
+def _delete_identity(sql: Transaction, identity_id: str) -> None:
+    sql.execute(_DELETE_INDEX, {"identity_id": identity_id})
+    sql.execute(_DELETE_IDENTITY, {"identity_id": identity_id})
 
 
-# The hot path's statements, built once: building them per request cost more than running them.
-_INSERT_PREPARED = sa.insert(PREPARED_REQUESTS)
-_PREPARED = sa.select(PREPARED_REQUESTS).where(
-    PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid")
+def _plain(statement: sa.ClauseElement, *, columns: list[str] | None = None) -> str:
+    """A Core statement as plain SQL with `:name` parameters, compiled once at import."""
+    return str(statement.compile(dialect=_NAMED_PARAMETERS, column_keys=columns))
+
+
+def _insert(table: sa.Table, *, generated: tuple[str, ...] = ()) -> str:
+    """INSERT of every column of `table` but those the database fills in itself."""
+    return _plain(sa.insert(table), columns=[c.name for c in table.columns if c.name not in generated])
+
+
+_NAMED_PARAMETERS = sqlite_dialect(paramstyle="named")
+_IDENTITY_INDEX_KEY = (
+    (IDENTITY_INDEX.c.kind == sa.bindparam("kind"))
+    & (IDENTITY_INDEX.c.index_key_id == sa.bindparam("index_key_id"))
+    & (IDENTITY_INDEX.c.digest == sa.bindparam("digest"))
 )
-_CONSUMED = sa.select(sa.literal(1)).where(CONSUMED_CERTIFICATIONS.c.imp_uid == sa.bindparam("imp_uid"))
-_INSERT_CONSUMED = sa.insert(CONSUMED_CERTIFICATIONS)
-_USE_PREPARED = (
+
+# The hot path's SQL, built with Core from the tables in tables.py and run by the driver (runner.py).
+_INSERT_PREPARED = _insert(PREPARED_REQUESTS, generated=("used_at",))  # set when it is used
+_PREPARED = _plain(
+    sa.select(PREPARED_REQUESTS).where(PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid"))
+)
+_CONSUMED = _plain(
+    sa.select(sa.literal_column("1")).where(CONSUMED_CERTIFICATIONS.c.imp_uid == sa.bindparam("imp_uid"))
+)
+_INSERT_CONSUMED = _insert(CONSUMED_CERTIFICATIONS)
+_USE_PREPARED = _plain(
     sa.update(PREPARED_REQUESTS)
     .where(
-        PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("prepared"),
-        PREPARED_REQUESTS.c.used_at.is_(None),
+        PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("prepared"), PREPARED_REQUESTS.c.used_at.is_(None)
     )
     .values(used_at=sa.bindparam("at"))
 )
-_IDENTITY_OF = sa.select(IDENTITIES.c.id).where(IDENTITIES.c.subject == sa.bindparam("subject"))
-_INSERT_IDENTITY = sa.insert(IDENTITIES)
-_INSERT_INDEX = sa.insert(IDENTITY_INDEX)
-_INSERT_DECISION = sa.insert(DECISIONS)
-_INSERT_ACCESS = sa.insert(IDENTITY_ACCESS)
+_IDENTITY_OF = _plain(sa.select(IDENTITIES.c.id).where(IDENTITIES.c.subject == sa.bindparam("subject")))
+_IDENTITY = _plain(sa.select(IDENTITIES).where(IDENTITIES.c.subject == sa.bindparam("subject")))
+_SUBJECTS_WITH = _plain(
+    sa.select(IDENTITIES)
+    .join(IDENTITY_INDEX, IDENTITY_INDEX.c.identity_id == IDENTITIES.c.id)
+    .where(_IDENTITY_INDEX_KEY)
+)
+_INSERT_IDENTITY = _insert(IDENTITIES)
+_INSERT_INDEX = _insert(IDENTITY_INDEX)
+_INSERT_DECISION = _insert(DECISIONS, generated=("seq",))
+_INSERT_ACCESS = _insert(IDENTITY_ACCESS, generated=("id",))
+_DELETE_INDEX = _plain(
+    sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.identity_id == sa.bindparam("identity_id"))
+)
+_DELETE_IDENTITY = _plain(sa.delete(IDENTITIES).where(IDENTITIES.c.id == sa.bindparam("identity_id")))
 
 
 class _ResultRecord(msgspec.Struct, frozen=True):
