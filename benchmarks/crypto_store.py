@@ -106,8 +106,8 @@ async def reencryption_rate(count: int, batch: int) -> None:
         for n in range(first, min(first + chunk, count)):
             c = person(n)
             row = codec.new_row(f"subject-{n}", c, NOW)
-            rows.append(row.model_dump())
-            index_rows += codec.index_entries(row.id, {"ci": c.ci, "di": c.di, "phone": c.phone})
+            rows.append(row)
+            index_rows += codec.index_entries(str(row["id"]), {"ci": c.ci, "di": c.di, "phone": c.phone})
         async with engine.begin() as connection:
             await connection.execute(sa.insert(IDENTITIES), rows)
             await connection.execute(sa.insert(IDENTITY_INDEX), index_rows)

@@ -302,7 +302,9 @@ async def main(args: argparse.Namespace) -> None:
         raise SystemExit("could not make a keyring for idgate")
     idgate_command = [str(BIN / "idgate"), "--log-level", "warning", "serve", "--port", str(idgate_port)]
     if args.profile:  # sample idgate while it works; py-spy writes the profile when idgate stops
-        idgate_command = [str(BIN / "py-spy"), "record", "--format", "raw", "-r", "250", "-o", args.profile, "--", *idgate_command]  # fmt: skip
+        # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends
+        # CPU, not where threads wait (a commit's fsync, an idle pool thread).
+        idgate_command = [str(BIN / "py-spy"), "record", "--gil", "--format", "raw", "-r", "250", "-o", args.profile, "--", *idgate_command]  # fmt: skip
     sandbox_command = [str(BIN / "idgate"), "--log-level", "warning", "sandbox", "--port", str(sandbox_port)]
     naive_command = [sys.executable, "-m", "benchmarks.naive_handler", "--port", str(naive_port), "--portone", sandbox_url]  # fmt: skip
     node_command = ["node", str(HERE / "naive-node" / "server.js"), str(node_port), sandbox_url]

@@ -25,26 +25,25 @@ class IdentityCodec:
         self.cipher = cipher
         self.indexer = indexer
 
-    def new_row(self, subject: str, certification: Certification, bound_at: datetime) -> IdentityRow:
-        row_id = uuid.uuid4()
-        values = _plaintexts(certification)
-        row = IdentityRow(
-            id=str(row_id),
-            subject=subject,
-            key_id=self.cipher.primary_key_id(),
-            index_key_id=self.indexer.primary_key_id(),
-            gender=certification.gender.value if certification.gender else None,
-            is_foreigner=certification.is_foreigner,
-            carrier=certification.carrier.value if certification.carrier else None,
-            provider=certification.provider,
-            certified_at=certification.certified_at,
-            bound_at=bound_at,
-            name=b"",
-            birth_date=b"",
-        )
-        for column, envelope in self.sealed(row.id, values).items():  # a new row: no session sees this yet
-            setattr(row, column, envelope)
-        return row
+    def new_row(self, subject: str, certification: Certification, bound_at: datetime) -> dict[str, Any]:
+        """The column values of a new identities row, encrypted fields sealed.
+
+        A dict, not an IdentityRow: building an ORM-instrumented object cost forty times the encryption.
+        """
+        row_id = str(uuid.uuid4())
+        return {
+            "id": row_id,
+            "subject": subject,
+            "key_id": self.cipher.primary_key_id(),
+            "index_key_id": self.indexer.primary_key_id(),
+            "gender": certification.gender.value if certification.gender else None,
+            "is_foreigner": certification.is_foreigner,
+            "carrier": certification.carrier.value if certification.carrier else None,
+            "provider": certification.provider,
+            "certified_at": certification.certified_at,
+            "bound_at": bound_at,
+            **self.sealed(row_id, _plaintexts(certification)),
+        }
 
     def sealed(self, row_id: str, values: dict[str, str | None]) -> dict[str, bytes | None]:
         """Fresh envelopes of every encrypted column under the primary key, bound to the row id."""

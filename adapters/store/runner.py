@@ -78,7 +78,7 @@ def _sqlite_time(value: datetime) -> str:
     """SQLite has no time type: UTC as text, in the format SQLAlchemy reads and writes elsewhere."""
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not stored; pass an aware datetime")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_params(params: Params) -> dict[str, object]:

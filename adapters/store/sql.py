@@ -294,10 +294,10 @@ class SqlVerificationStore:
         if previous is not None:  # re-verification: the new identity replaces the old one
             _delete_identity(sql, previous.id)
         row = self._codec.new_row(subject, certification, at)
-        sql.execute(_INSERT_IDENTITY, row.model_dump())
+        sql.execute(_INSERT_IDENTITY, row)
         entries = list(
             self._codec.index_entries(
-                row.id, {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
+                row["id"], {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
             )
         )
         try:
