@@ -1,12 +1,12 @@
 """Where the store's hot-path SQL runs. The store writes each operation once, as a plain function over
 a `Transaction` (plain SQL with `:name` parameters); a runner decides where that function executes.
 
-- SQLite (`SqliteRunner`): the driver's own connections, no SQLAlchemy in between. Every write
-  transaction runs whole on one writer thread: SQLite allows one writer at a time anyway, so writers
-  queue in the process instead of sleeping in SQLite's busy handler (1, 2, 5 … 100 ms at a time, the
-  source of seconds of tail latency), and a verification's write costs one thread hop. Reads are
-  indexed point lookups that WAL lets run beside the writer without waiting; they run inline on the
-  event loop, which is cheaper than handing them to a thread and back.
+- SQLite (`SqliteRunner`): the driver's own connections, no SQLAlchemy in between. Reads are indexed
+  point lookups that WAL lets run beside a writer without waiting; they run inline on the event loop.
+  A write transaction runs whole inline too when SQLite's write lock is free, and on one writer thread
+  when it is not, so the loop never waits for a lock: writers queue in the process instead of
+  sleeping in SQLite's busy handler (1, 2, 5 … 100 ms at a time, the source of seconds of tail
+  latency). WAL checkpoints run on the writer thread, never inside a commit on the loop.
 - Anything else (`AsyncEngineRunner`): the function runs in the async driver's connection through
   SQLAlchemy's `run_sync`; the database serialises writers with its own locks.
 
@@ -26,15 +26,18 @@ import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import ConstraintViolated, translated_errors
 
+log = structlog.get_logger("idgate.store")
 T = TypeVar("T")
 Params = Mapping[str, object]
 
@@ -117,15 +120,46 @@ class SqliteTransaction:
             raise ConstraintViolated(str(exc)) from exc
 
 
+@dataclass(slots=True)
+class _Write:
+    work: Callable[[Transaction], Any]
+    done: asyncio.Future[Any]
+    result: Any = None
+
+
 class SqliteRunner:
+    """Reads inline on the event loop; writes by group commit.
+
+    A write's statements run inline on the loop, each write in its own SAVEPOINT of a shared
+    transaction; the COMMIT (the fsync, with `synchronous=full`) runs on a writer thread, and every
+    write in it is acknowledged once it is on disk. Writes that arrive while a commit is under way
+    form the next transaction, so under load one fsync covers many verifications, and the loop never
+    waits on the disk. A write that fails rolls back to its savepoint and fails alone, at once.
+
+    The loop never waits for SQLite's lock either: the connection's busy timeout is zero while it
+    begins inline. When anything else holds the lock (another process rotating keys, idgate's own
+    maintenance connections), the transaction begins on the writer thread instead, which waits there.
+    WAL checkpoints also run on the thread, never inside a commit.
+    """
+
+    CHECKPOINT_EVERY = 200  # commits; a checkpoint copies the WAL into the database file
+    LOCK_WAIT_MS = 30_000  # how long a transaction waits for another holder of SQLite's write lock
+
     def __init__(
         self, path: Path, *, prepare: Callable[[sqlite3.Connection], None], check: Callable[[], None]
     ) -> None:
-        self._check = check  # before every use: raises when the file was deleted or replaced
-        # One connection each: the event loop reads with one, the writer thread writes with the other.
+        self._check = check  # before every transaction: raises when the file was deleted or replaced
         self._reader = self._connect(path, prepare)
         self._writer = self._connect(path, prepare)
+        self._writer.execute("PRAGMA busy_timeout=0")
+        self._checkpointer = self._connect(path, prepare)  # used on the writer thread only
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idgate-sqlite-writer")
+        self._waiting: list[_Write] = []  # arrived while a transaction was being committed
+        self._busy = False  # a transaction is open on the writer connection (beginning or committing)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._commits = 0
+        self._checkpoint: asyncio.Future[None] | None = None
 
     @staticmethod
     def _connect(path: Path, prepare: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
@@ -133,6 +167,8 @@ class SqliteRunner:
         connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         connection.row_factory = _record
         prepare(connection)
+        # No checkpoint inside a commit: checkpoints run on the writer thread, see _committed.
+        connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
 
     async def read(self, work: Callable[[Transaction], T]) -> T:
@@ -141,29 +177,133 @@ class SqliteRunner:
             return work(SqliteTransaction(self._reader))
 
     async def write(self, work: Callable[[Transaction], T]) -> T:
-        loop = asyncio.get_running_loop()
+        write = _Write(work, asyncio.get_running_loop().create_future())
+        self._waiting.append(write)
+        if not self._busy:
+            self._start_transaction()
         async with translated_errors():
-            return await loop.run_in_executor(self._writer_thread, self._transaction, work)
+            result: T = await write.done
+            return result
 
-    def _transaction(self, work: Callable[[Transaction], T]) -> T:
-        self._check()
-        connection = self._writer
-        # IMMEDIATE takes the write lock before the first read, so what the work reads cannot change
-        # under it (another process, such as a key rotation, may be writing too).
-        connection.execute("BEGIN IMMEDIATE")
+    # ---- one group-commit transaction: begin, run the writes, commit on the thread ----------------
+    def _start_transaction(self) -> None:
+        writes, self._waiting = self._waiting, []
+        self._busy = True
+        self._idle.clear()
         try:
-            result = work(SqliteTransaction(connection))
-            connection.execute("COMMIT")
+            self._check()
+            self._writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                self._fail(writes, exc)
+                return
+            # Someone else holds the lock: wait for it on the thread, not here.
+            begun = asyncio.get_running_loop().run_in_executor(self._writer_thread, self._begin_waiting)
+            begun.add_done_callback(lambda future: self._begun(future, writes))
+            return
+        except Exception as exc:  # noqa: BLE001 - the file watch refused, or the database is gone: each caller gets it
+            self._fail(writes, exc)
+            return
+        self._run_and_commit(writes)
+
+    def _begin_waiting(self) -> None:
+        self._writer.execute(f"PRAGMA busy_timeout={self.LOCK_WAIT_MS}")
+        try:
+            self._writer.execute("BEGIN IMMEDIATE")
+        finally:
+            self._writer.execute("PRAGMA busy_timeout=0")
+
+    def _begun(self, future: asyncio.Future[None], writes: list[_Write]) -> None:
+        if (error := future.exception()) is not None:
+            self._fail(writes, error)
+        else:
+            self._run_and_commit(writes)
+
+    def _run_and_commit(self, writes: list[_Write]) -> None:
+        connection = self._writer
+        done: list[_Write] = []
+        for index, write in enumerate(writes):
+            connection.execute("SAVEPOINT one_write")
+            try:
+                write.result = write.work(SqliteTransaction(connection))
+            except Exception as exc:  # noqa: BLE001 - it is the caller's error, handed over through its future
+                _settle(write, error=exc)
+                if not connection.in_transaction:
+                    # SQLite rolled the whole transaction back: the writes already run are lost with it,
+                    # those not yet run go into the next transaction.
+                    self._waiting[:0] = writes[index + 1 :]
+                    self._fail(done, exc)
+                    return
+                connection.execute("ROLLBACK TO one_write")
+                connection.execute("RELEASE one_write")
+                continue
+            connection.execute("RELEASE one_write")
+            done.append(write)
+        committed = asyncio.get_running_loop().run_in_executor(self._writer_thread, self._commit)
+        committed.add_done_callback(lambda future: self._committed(future, done))
+
+    def _commit(self) -> None:
+        try:
+            self._writer.execute("COMMIT")
         except BaseException:
-            if connection.in_transaction:  # SQLite rolls some failures back by itself
-                connection.execute("ROLLBACK")
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
             raise
-        return result
+
+    def _committed(self, future: asyncio.Future[None], writes: list[_Write]) -> None:
+        error = future.exception()
+        for write in writes:
+            _settle(write, error=error)
+        self._busy = False
+        self._commits += 1
+        if self._commits % self.CHECKPOINT_EVERY == 0 and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._checkpoint = asyncio.get_running_loop().run_in_executor(
+                self._writer_thread, self._checkpoint_wal
+            )
+        if self._waiting:
+            self._start_transaction()
+        else:
+            self._idle.set()
+
+    def _fail(self, writes: list[_Write], error: BaseException) -> None:
+        for write in writes:
+            _settle(write, error=error)
+        self._busy = False
+        if self._waiting:  # they may fare better: a refused file watch or a lock timeout can pass
+            asyncio.get_running_loop().call_soon(self._start_if_idle)
+        else:
+            self._idle.set()
+
+    def _start_if_idle(self) -> None:
+        if not self._busy and self._waiting:  # a new write may have started one in the meantime
+            self._start_transaction()
+
+    def _checkpoint_wal(self) -> None:
+        # PASSIVE: copies what no reader still needs and never waits for readers or writers. Once a
+        # checkpoint caught up, the next write starts the WAL file over instead of growing it.
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next one tries again; nothing depends on this one
+            log.warning("sqlite_checkpoint_failed", error_type=type(exc).__name__)
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._writer_thread.shutdown)
-        self._reader.close()
-        self._writer.close()
+        await self._idle.wait()  # every write handed in is committed or failed
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_thread, self._checkpoint_wal)
+        await loop.run_in_executor(None, self._writer_thread.shutdown)
+        for connection in (self._reader, self._writer, self._checkpointer):
+            connection.close()
+
+
+def _settle(write: _Write, *, error: BaseException | None) -> None:
+    if write.done.done():  # the caller went away (cancelled); the work stands or falls all the same
+        return
+    if error is None:
+        write.done.set_result(write.result)
+    else:
+        write.done.set_exception(error)
 
 
 # ---- any other database, through SQLAlchemy ------------------------------------------------------

@@ -1,0 +1,92 @@
+"""How the SQLite store writes: inline on the event loop when it can, never stalling the loop when it
+cannot, and with the WAL folded into the database file as it goes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from idgate.adapters.crypto import Keyring, KeyringSource
+from idgate.adapters.store import SqlVerificationStore, VerifiedKeyring, create_engine
+from idgate.domain import PolicyDecision, Verdict
+from idgate.domain.decisions import new_decision_id
+from tests.fakes import FixedClock, a_certification
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def a_decision(n: int) -> PolicyDecision:
+    return PolicyDecision(
+        decision_id=new_decision_id(NOW),
+        imp_uid=f"imp_{n}",
+        subject=None,
+        verdict=Verdict.DENY,
+        results=(),
+        decided_at=NOW,
+        policy_set="sha256:x",
+        provider="danal",
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlVerificationStore]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/idgate.db")
+    keys = KeyringSource(tmp_path / "keyring.json")
+    keys.save(Keyring.generate(), create=True)
+    await SqlVerificationStore.create_schema_on(engine)
+    store = SqlVerificationStore(engine, VerifiedKeyring(keys.current, engine, FixedClock()), FixedClock())
+    yield store
+    await store.aclose()
+    await engine.dispose()
+
+
+async def record(store: SqlVerificationStore, n: int) -> None:
+    await store.record_verification(
+        decision=a_decision(n), certification=a_certification(imp_uid=f"imp_{n}"), prepared_merchant_uid=None
+    )
+
+
+async def test_a_write_waits_for_a_lock_held_elsewhere_while_the_loop_keeps_serving(
+    store: SqlVerificationStore, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "idgate.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holding SQLite's write lock, e.g. a key rotation
+    try:
+        waiting = asyncio.create_task(record(store, 1))
+        ticks = 0
+        for _ in range(30):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not waiting.done(), "the write did not wait for the lock"
+        assert ticks == 30
+        # A second write meanwhile queues behind the first rather than failing or overtaking it.
+        queued = asyncio.create_task(record(store, 2))
+        await asyncio.sleep(0.05)
+        assert not queued.done()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with asyncio.timeout(10):
+        await asyncio.gather(waiting, queued)
+    assert await store.is_consumed("imp_1")
+    assert await store.is_consumed("imp_2")
+    # The lock is free again: the next write goes inline and is visible at once.
+    await record(store, 3)
+    assert await store.is_consumed("imp_3")
+
+
+async def test_the_wal_is_copied_into_the_database_file_as_writes_go_on(
+    store: SqlVerificationStore, tmp_path: Path
+) -> None:
+    database = tmp_path / "idgate.db"
+    before = database.stat().st_size
+    for n in range(450):  # more than two checkpoint intervals
+        await record(store, n)
+    await asyncio.sleep(0.2)  # the checkpoint runs on the writer thread
+    assert database.stat().st_size > before, "the decisions never left the WAL"
+    assert await store.is_consumed("imp_449")
