@@ -120,6 +120,9 @@ class SqliteTransaction:
             raise ConstraintViolated(str(exc)) from exc
 
 
+_ROLLED_BACK = sqlite3.OperationalError("the transaction was rolled back with another write in it")
+
+
 @dataclass(slots=True)
 class _Write:
     work: Callable[[Transaction], Any]
@@ -220,27 +223,40 @@ class SqliteRunner:
             self._run_and_commit(writes)
 
     def _run_and_commit(self, writes: list[_Write]) -> None:
-        connection = self._writer
         done: list[_Write] = []
-        for index, write in enumerate(writes):
-            connection.execute("SAVEPOINT one_write")
-            try:
-                write.result = write.work(SqliteTransaction(connection))
-            except Exception as exc:  # noqa: BLE001 - it is the caller's error, handed over through its future
-                _settle(write, error=exc)
-                if not connection.in_transaction:
-                    # SQLite rolled the whole transaction back: the writes already run are lost with it,
-                    # those not yet run go into the next transaction.
+        try:
+            for index, write in enumerate(writes):
+                succeeded = self._run_one(write)
+                if not self._writer.in_transaction:
+                    # A write failed so badly that SQLite rolled the whole transaction back: the writes
+                    # already run are lost with it, those not yet run go into the next transaction.
                     self._waiting[:0] = writes[index + 1 :]
-                    self._fail(done, exc)
+                    self._fail(done, _ROLLED_BACK)
                     return
-                connection.execute("ROLLBACK TO one_write")
-                connection.execute("RELEASE one_write")
-                continue
-            connection.execute("RELEASE one_write")
-            done.append(write)
+                if succeeded:
+                    done.append(write)
+        except Exception as exc:  # noqa: BLE001 - a savepoint itself failed: nothing of this transaction stands
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            self._fail([w for w in writes if not w.done.done()], exc)
+            return
         committed = asyncio.get_running_loop().run_in_executor(self._writer_thread, self._commit)
         committed.add_done_callback(lambda future: self._committed(future, done))
+
+    def _run_one(self, write: _Write) -> bool:
+        """Run one write in its savepoint; False when it failed (its caller has the error already)."""
+        connection = self._writer
+        connection.execute("SAVEPOINT one_write")
+        try:
+            write.result = write.work(SqliteTransaction(connection))
+        except Exception as exc:  # noqa: BLE001 - it is the caller's error, handed over through its future
+            _settle(write, error=exc)
+            if connection.in_transaction:
+                connection.execute("ROLLBACK TO one_write")
+                connection.execute("RELEASE one_write")
+            return False
+        connection.execute("RELEASE one_write")
+        return True
 
     def _commit(self) -> None:
         try:
