@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import struct
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,3 +91,35 @@ async def test_the_wal_is_copied_into_the_database_file_as_writes_go_on(
     await asyncio.sleep(0.2)  # the checkpoint runs on the writer thread
     assert database.stat().st_size > before, "the decisions never left the WAL"
     assert await store.is_consumed("imp_449")
+
+
+def commits_in_wal(database: Path) -> int:
+    """Transactions in the WAL file: frames whose header gives a database size are commit frames.
+
+    The format is SQLite's (https://www.sqlite.org/fileformat.html#the_write_ahead_log): a 32-byte
+    header with the page size at offset 8, then frames of a 24-byte header and one page.
+    """
+    wal = database.with_name(database.name + "-wal").read_bytes()
+    (page_size,) = struct.unpack_from(">I", wal, 8)
+    commits = 0
+    for offset in range(32, len(wal) - 24, 24 + page_size):
+        (size_after_commit,) = struct.unpack_from(">I", wal, offset + 4)
+        commits += size_after_commit != 0
+    return commits
+
+
+async def test_concurrent_writes_share_commits_and_each_is_acknowledged_after_its_own(
+    store: SqlVerificationStore, tmp_path: Path
+) -> None:
+    database = tmp_path / "idgate.db"
+    before = commits_in_wal(database)
+    for n in range(5):  # one at a time: a commit each
+        await record(store, n)
+    assert commits_in_wal(database) - before == 5
+    before = commits_in_wal(database)
+    await asyncio.gather(*(record(store, n) for n in range(100, 160)))  # sixty at once
+    shared = commits_in_wal(database) - before
+    assert 1 <= shared <= 10, f"{shared} commits for 60 concurrent writes"
+    reader = sqlite3.connect(database)  # what another connection sees: all sixty-five, committed
+    assert reader.execute("SELECT count(*) FROM consumed_certifications").fetchone() == (65,)
+    reader.close()
