@@ -2,7 +2,7 @@
 
 The hot path (prepare, the checks before the PortOne call, the identity lookup, the one write
 transaction of a verification, and reading or erasing an identity) is plain SQL in functions over a
-`Transaction`, handed to a runner (see runner.py: the driver itself and a writer thread on SQLite).
+`Transaction`, handed to a runner (see runner.py: on SQLite, the driver itself and group commit).
 Reads off the hot path still use the async engine and, where it earns its keep, the ORM.
 """
 

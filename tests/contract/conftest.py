@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from idgate.adapters.crypto import Keyring, KeyringSource
 from idgate.adapters.store import (
     SqlAccessTokens,
     SqlVerificationStore,
-    VerifiedKeyring,
     create_engine,
 )
 from idgate.domain import AccessTokens
 from idgate.entrypoints.bootstrap import IdentityStore
 from tests.fakes import FakeAccessTokens, FixedClock, InMemoryVerificationStore
+from tests.stores import sqlite_store
 
 
 @pytest.fixture(params=["fake", "sqlite"])
@@ -24,14 +23,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "fake":
         yield InMemoryVerificationStore()
         return
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/contract.db")
-    keys = KeyringSource(tmp_path / "keyring.json")
-    keys.save(Keyring.generate(), create=True)
-    await SqlVerificationStore.create_schema_on(engine)
-    store = SqlVerificationStore(engine, VerifiedKeyring(keys.current, engine, FixedClock()), FixedClock())
-    yield store
-    await store.aclose()
-    await engine.dispose()
+    async with sqlite_store(tmp_path, "contract.db") as store:
+        yield store
 
 
 @pytest.fixture(params=["fake", "sqlite"])

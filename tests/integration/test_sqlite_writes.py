@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from idgate.adapters.crypto import Keyring, KeyringSource
-from idgate.adapters.store import SqlVerificationStore, VerifiedKeyring, create_engine
+from idgate.adapters.store import SqlVerificationStore
 from idgate.domain import PolicyDecision, Verdict
 from idgate.domain.decisions import new_decision_id
-from tests.fakes import FixedClock, a_certification
+from tests.fakes import a_certification
+from tests.stores import sqlite_store
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -36,14 +36,8 @@ def a_decision(n: int) -> PolicyDecision:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqlVerificationStore]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/idgate.db")
-    keys = KeyringSource(tmp_path / "keyring.json")
-    keys.save(Keyring.generate(), create=True)
-    await SqlVerificationStore.create_schema_on(engine)
-    store = SqlVerificationStore(engine, VerifiedKeyring(keys.current, engine, FixedClock()), FixedClock())
-    yield store
-    await store.aclose()
-    await engine.dispose()
+    async with sqlite_store(tmp_path) as store:
+        yield store
 
 
 async def record(store: SqlVerificationStore, n: int) -> None:
