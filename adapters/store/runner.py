@@ -4,8 +4,8 @@ a `Transaction` (plain SQL with `:name` parameters); a runner decides where that
 - SQLite (`SqliteRunner`): the driver's own connections, no SQLAlchemy in between. Reads are indexed
   point lookups that WAL lets run beside a writer without waiting; they run inline on the event loop.
   Writes go by group commit: each write's statements run inline in a savepoint of a shared
-  transaction, and its COMMIT (the fsync) on a writer thread, for every write that arrived while the
-  previous one was under way. Writers queue in the process instead of sleeping in SQLite's busy
+  transaction, and its COMMIT (the fsync) on a writer thread (inline when no other request is in
+  flight), for every write that arrived while the previous one was under way. Writers queue in the process instead of sleeping in SQLite's busy
   handler (1, 2, 5 … 100 ms at a time, once the source of seconds of tail latency), and the loop
   waits neither for the disk nor for the lock. WAL checkpoints run on the writer thread between
   commits (a thread of their own made no measurable difference).
