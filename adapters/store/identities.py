@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from idgate.adapters.crypto import BlindIndexer, DecryptionError, FieldCipher, normalize
 from idgate.domain import Carrier, Certification, Gender, IdentityIntegrityError, VerifiedIdentity
 
-from .runner import as_utc
-from .tables import IdentityRow
+from .tables import IdentityRow, as_utc
 
 TABLE = "identities"
 ENCRYPTED = ("ci", "di", "phone", "name", "birth_date")

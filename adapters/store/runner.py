@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -40,6 +40,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import ConstraintViolated, translated_errors
+from .tables import naive_utc
 
 log = structlog.get_logger("idgate.store")
 T = TypeVar("T")
@@ -73,19 +74,10 @@ class SqlRunner(Protocol):
     async def aclose(self) -> None: ...
 
 
-def as_utc(value: datetime | str) -> datetime:
-    """A stored time as an aware UTC datetime, whether the driver returned text (SQLite) or not."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 # ---- SQLite -------------------------------------------------------------------------------------
 def _sqlite_time(value: datetime) -> str:
     """SQLite has no time type: UTC as text, in the format SQLAlchemy reads and writes elsewhere."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not stored; pass an aware datetime")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return naive_utc(value).isoformat(" ", "microseconds")
 
 
 def _sqlite_params(params: Params) -> dict[str, object]:

@@ -44,9 +44,9 @@ from idgate.domain import (
 )
 
 from .errors import ConstraintViolated, translated_errors
-from .identities import IdentityCodec
+from .identities import INDEXED, IdentityCodec
 from .keyring_check import VerifiedKeyring
-from .runner import AsyncEngineRunner, SqliteRunner, SqlRunner, Transaction, as_utc
+from .runner import AsyncEngineRunner, SqliteRunner, SqlRunner, Transaction
 from .tables import (
     CONSUMED_CERTIFICATIONS,
     DECISIONS,
@@ -56,6 +56,7 @@ from .tables import (
     PREPARED_REQUESTS,
     DecisionRow,
     IdentityAccessRow,
+    as_utc,
 )
 
 log = structlog.get_logger("idgate.store")
@@ -454,7 +455,7 @@ _USE_PREPARED = _plain(
 )
 _IDENTITY_OF = _plain(sa.select(IDENTITIES.c.id).where(IDENTITIES.c.subject == sa.bindparam("subject")))
 _IDENTITY = _plain(sa.select(IDENTITIES).where(IDENTITIES.c.subject == sa.bindparam("subject")))
-_SUBJECTS_WITH = {kind: _subjects_with(kind) for kind in ("ci", "di")}
+_SUBJECTS_WITH = {kind: _subjects_with(kind) for kind in INDEXED}
 _INSERT_IDENTITY = _insert(IDENTITIES)
 _INSERT_INDEX = _insert(IDENTITY_INDEX)
 _INSERT_DECISION = _insert(DECISIONS, generated=("seq",))

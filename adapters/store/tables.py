@@ -9,6 +9,20 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 
+def naive_utc(value: datetime) -> datetime:
+    """An aware datetime as naive UTC, the form SQLite (which has no time zones) is given."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; pass an aware datetime")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A stored time as an aware UTC datetime, whether the driver returned text (SQLite) or not."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Stores aware datetimes as UTC and returns them aware, on SQLite (no tz support) and PostgreSQL."""
 
@@ -18,15 +32,11 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass an aware datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        utc = naive_utc(value)  # refuses a naive datetime
+        return utc if dialect.name == "sqlite" else utc.replace(tzinfo=UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else as_utc(value)
 
 
 def _utc(*, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:
