@@ -99,12 +99,11 @@ def sqlite_runner(url: sa.URL, synchronous: str = "full") -> SqliteRunner | None
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     path = Path(url.database).absolute()
-    watch = SqliteFileWatch(path)
     pragmas = sqlite_pragmas(synchronous)
     return SqliteRunner(
         path,
         prepare=lambda connection: pragmas(connection, None),
-        check=lambda: watch.check(None, None, None),
+        check=SqliteFileWatch(path).check,
     )
 
 
@@ -119,7 +118,8 @@ def _watch_sqlite(engine: sa.Engine, url: sa.URL, synchronous: str) -> None:
             raise StoreUnavailable(
                 f"cannot create the folder for the SQLite database ({exc.strerror}); fix [database] url."
             ) from exc
-        event.listen(engine, "checkout", SqliteFileWatch(path).check)
+        watch = SqliteFileWatch(path)
+        event.listen(engine, "checkout", lambda _connection, _record, _proxy: watch.check())
 
 
 class SqliteFileWatch:
@@ -136,7 +136,7 @@ class SqliteFileWatch:
         self._path = path
         self._descriptor: int | None = None
 
-    def check(self, _dbapi_connection: object, _record: object, _proxy: object) -> None:
+    def check(self) -> None:
         if self._descriptor is None:
             try:
                 self._descriptor = os.open(self._path, os.O_RDONLY)
