@@ -3,10 +3,11 @@
     make bench                                         # the full table (about ten minutes)
     .venv/bin/python -m benchmarks.verify_load --requests 500 --rounds 1 --concurrency 16   # a quick look
 
-Starts the sandbox, idgate (SQLite, warning log level, one process), the naive Python handler and, when
-Node is installed, PortOne's own Node example on free ports, each in its own process. For every cell it
-prepares fresh imp_uids (a distinct minted person each, so the allow path binds a new identity every
-time), drives the load with wrk from its own process, reads each server's CPU time from /proc, and the
+Starts the sandbox, idgate (SQLite, warning log level, one process), the naive Python handler, when
+Node is installed PortOne's own Node example, and floor-python (idgate's server and client stack making
+the one PortOne call and nothing else: idgate's ceiling) on free ports, each in its own process. For
+every cell it prepares fresh imp_uids (a distinct minted person each, so the allow path binds a new
+identity every time), drives the load with wrk from its own process, reads each server's CPU time from /proc, and the
 sandbox's request counters. Cells run in interleaved rounds so drift shows as spread, not as bias.
 
 Figures are printed, never asserted: the two cores are shared by wrk, the sandbox and the server under
@@ -88,7 +89,7 @@ async def started(
     )
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(300):
+            for _ in range(1200):  # a minute: under py-spy start-up is slow
                 with contextlib.suppress(httpx.TransportError):
                     await client.get(url + ready)
                     break
@@ -257,11 +258,16 @@ def print_table(cells: list[Cell]) -> None:
             f"{spread([c.sandbox_cpu_ms for c in group], 2):>13}"
             f"{statistics.mean(c.get_token_per_1000 for c in group):>13,.1f}{sum(c.errors for c in group):>9}"
         )
-    print("\nidgate's throughput as a multiple of each naive handler's (same round, same concurrency):")
+    print(
+        "\nThroughput and CPU as multiples of the naive handlers' and of floor-python's, the least a Python"
+        "\nhandler on idgate's stack costs (same round, same concurrency):"
+    )
     for cell in cells:
-        if not cell.target.startswith("idgate"):
+        if not cell.target.startswith(("idgate", "floor")):
             continue
-        for naive in ("naive-python", "naive-node"):
+        for naive in ("naive-python", "naive-node", "floor-python"):
+            if naive == cell.target:
+                continue
             match = next(
                 (
                     c
@@ -281,7 +287,7 @@ async def main(args: argparse.Namespace) -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: `apt-get install wrk` (make bench installs it)")
     folder = Path(tempfile.mkdtemp(prefix="idgate-bench-"))
-    sandbox_port, idgate_port, naive_port, node_port = (free_port() for _ in range(4))
+    sandbox_port, idgate_port, naive_port, node_port, floor_port = (free_port() for _ in range(5))
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     idgate_env = {
         "IDGATE_PORTONE_URL": sandbox_url,
@@ -307,6 +313,7 @@ async def main(args: argparse.Namespace) -> None:
         idgate_command = [str(BIN / "py-spy"), "record", "--gil", "--format", "raw", "-r", "250", "-o", args.profile, "--", *idgate_command]  # fmt: skip
     sandbox_command = [str(BIN / "idgate"), "--log-level", "warning", "sandbox", "--port", str(sandbox_port)]
     naive_command = [sys.executable, "-m", "benchmarks.naive_handler", "--port", str(naive_port), "--portone", sandbox_url]  # fmt: skip
+    floor_command = [sys.executable, "-m", "benchmarks.floor_handler", "--port", str(floor_port), "--portone", sandbox_url]  # fmt: skip
     node_command = ["node", str(HERE / "naive-node" / "server.js"), str(node_port), sandbox_url]
     with_node = bool(shutil.which("node")) and (HERE / "naive-node" / "node_modules").exists()
 
@@ -327,6 +334,9 @@ async def main(args: argparse.Namespace) -> None:
             )
         else:
             print("(naive-node skipped: no node, or `npm install --prefix benchmarks/naive-node` not run)")
+        targets["floor-python"] = await stack.enter_async_context(
+            started("floor-python", floor_command, f"http://127.0.0.1:{floor_port}", "/")
+        )
         targets["idgate-allow"] = idgate
         targets["idgate-deny"] = idgate
         targets = {

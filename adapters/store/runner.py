@@ -151,6 +151,13 @@ class SqliteRunner:
         self._reader = self._connect(path, prepare)
         self._writer = self._connect(path, prepare)
         self._writer.execute("PRAGMA busy_timeout=0")
+        # Each write runs in a savepoint, and SQLite copies every page the savepoint changes (that
+        # existed before it) into a statement journal, for ROLLBACK TO. Past 64 KiB, which an allow
+        # with its identity and index rows passes, that journal spills into a new temporary file: an
+        # open, an unlink and a write per page, for every write. It only serves the open transaction
+        # (the WAL makes commits durable), so memory loses nothing. Measured in-process, allow path:
+        # the write statements 450 → 330 µs, the index rows 96 → 42 µs.
+        self._writer.execute("PRAGMA temp_store=MEMORY")
         self._checkpointer = self._connect(path, prepare)  # used on the writer thread only
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idgate-sqlite-writer")
         self._waiting: list[_Write] = []  # arrived while a transaction was being committed

@@ -4,6 +4,8 @@ cannot, and with the WAL folded into the database file as it goes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import struct
 from collections.abc import AsyncIterator
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from idgate.adapters.store import SqlVerificationStore
+from idgate.adapters.store.runner import SqliteRunner, Transaction
+from idgate.adapters.store.sql import sqlite_pragmas
 from idgate.domain import PolicyDecision, Verdict
 from idgate.domain.decisions import new_decision_id
 from tests.fakes import a_certification
@@ -117,3 +121,46 @@ async def test_concurrent_writes_share_commits_and_each_is_acknowledged_after_it
     reader = sqlite3.connect(database)  # what another connection sees: all sixty-five, committed
     assert reader.execute("SELECT count(*) FROM consumed_certifications").fetchone() == (65,)
     reader.close()
+
+
+def open_sqlite_temp_files() -> list[str]:
+    """Temporary files SQLite holds open in this process (it names them etilqs_… and unlinks them)."""
+    names = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            names.append(os.readlink(fd))
+    return [name for name in names if "etilqs_" in name]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads open files from /proc")
+async def test_a_write_journals_its_savepoint_in_memory_not_in_a_temporary_file(tmp_path: Path) -> None:
+    async with sqlite_store(tmp_path):  # the schema
+        pass
+    pragmas = sqlite_pragmas("full")
+    runner = SqliteRunner(
+        tmp_path / "idgate.db", prepare=lambda connection: pragmas(connection, None), check=lambda: None
+    )
+
+    def insert(sql: Transaction) -> None:
+        rows = [{"i": f"imp_{n}", "d": f"{n:040}", "at": NOW} for n in range(2000)]
+        sql.execute_many(
+            "INSERT INTO consumed_certifications (imp_uid, decision_id, consumed_at) VALUES (:i, :d, :at)",
+            rows,
+        )
+
+    def change_and_look(sql: Transaction) -> list[str]:
+        # SQLite journals each page that a savepoint changes and that existed before it, for ROLLBACK
+        # TO; past 64 KiB that journal spills into a temporary file unless temp_store is MEMORY.
+        sql.execute("UPDATE consumed_certifications SET decision_id = 'x' || substr(decision_id, 2)", {})
+        return open_sqlite_temp_files()
+
+    try:
+        await runner.write(insert)
+        assert await runner.write(change_and_look) == []
+    finally:
+        await runner.aclose()
+    check = sqlite3.connect(tmp_path / "idgate.db")
+    assert check.execute(
+        "SELECT count(*) FROM consumed_certifications WHERE decision_id LIKE 'x%'"
+    ).fetchone() == (2000,)
+    check.close()
