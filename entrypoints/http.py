@@ -92,12 +92,18 @@ class JsonRequest(Request[Any, Any, Any]):
         try:
             return await super().json()
         except SerializationException as exc:
+            if "UTF-8" in exc.detail:  # msgspec 0.23 reports it so; earlier releases raised UnicodeDecodeError
+                raise _not_utf8() from None
             # msgspec's reason names a position, never the content.
             raise InvalidRequest(f"the body is not valid JSON ({exc.detail}); send a JSON object.") from None
         except RecursionError:
             raise InvalidRequest("the JSON body is nested too deeply; send a flat JSON object.") from None
         except UnicodeDecodeError:
-            raise InvalidRequest("the JSON body is not valid UTF-8; send it encoded as UTF-8.") from None
+            raise _not_utf8() from None
+
+
+def _not_utf8() -> InvalidRequest:
+    return InvalidRequest("the JSON body is not valid UTF-8; send it encoded as UTF-8.")
 
 
 # ---- verification -------------------------------------------------------------------------------
