@@ -21,6 +21,7 @@ class Category(enum.Enum):
     NOT_FOUND = "not_found"  # what the request names does not exist
     CONFLICT = "conflict"  # the request clashes with what is stored now
     REJECTED = "rejected"  # well-formed, but this certification cannot be accepted
+    THROTTLED = "throttled"  # this client asked too often: wait, then retry
     PROVIDER_FAILED = "provider_failed"  # PortOne failed or answered nonsense: retry later
     PROVIDER_TIMEOUT = "provider_timeout"  # PortOne did not answer in time: retry later
     UNAVAILABLE = "unavailable"  # idgate's own store or keyring cannot serve: retry later
@@ -147,6 +148,16 @@ class PreparedRequestInvalid(VerificationRejected):
     code = "merchant_uid_not_prepared"
 
 
+# ---- the client asked too often: retry later -----------------------------------------------------
+class TooManyRequests(IdgateError):
+    code = "rate_limited"
+    category = Category.THROTTLED
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 # ---- something idgate depends on failed: retry later ---------------------------------------------
 class ProviderUnavailable(IdgateError):
     code = "provider_unavailable"
@@ -189,6 +200,12 @@ class KeyringMismatch(IdgateError):
 class ConfigurationError(IdgateError):
     code = "configuration_error"
     category = Category.CONFIGURATION
+
+
+class SchemaOutOfDate(ConfigurationError):
+    """The database's schema is not the revision this idgate was written for."""
+
+    code = "schema_out_of_date"
 
 
 def error_classes() -> list[type[IdgateError]]:

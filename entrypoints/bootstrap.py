@@ -22,11 +22,14 @@ from idgate.adapters.clock import SystemClock
 from idgate.adapters.crypto import KeyringSource
 from idgate.adapters.portone import PortOneHttp, PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 from idgate.adapters.store import (
+    Database,
+    DatabaseOptions,
     KeyMaintenance,
     SqlAccessTokens,
     SqlVerificationStore,
     VerifiedKeyring,
-    create_engine,
+    open_database,
+    schema,
 )
 from idgate.domain import (
     AccessTokens,
@@ -109,15 +112,10 @@ async def bootstrap(
         if policies is None:
             policies = build_policies(settings)
         if store is None or tokens is None:
-            engine = await stack.enter_async_context(database(settings))
+            db = await stack.enter_async_context(database(settings))
+            engine = db.engine
             if store is None:
-                sql_store = SqlVerificationStore(
-                    engine,
-                    verified_keyring(settings, engine, clock),
-                    clock,
-                    sqlite_synchronous=settings.database.sqlite_synchronous,
-                )
-                stack.push_async_callback(sql_store.aclose)
+                sql_store = SqlVerificationStore(db, verified_keyring(settings, engine, clock), clock)
                 await sql_store.check_keyring()
                 readiness["store"] = sql_store.ping
                 readiness["keyring"] = sql_store.check_keyring
@@ -156,15 +154,13 @@ async def operations(settings: Settings, *, clock: Clock | None = None) -> Async
     """The adapters behind `idgate keys|tokens|erase`. Nothing loads the keyring until a command needs
     it, so `idgate tokens …` works without one and `idgate keys status` can report a bad one."""
     clock = clock or SystemClock()
-    async with database(settings, write_transactions=True) as engine:
+    async with database(settings, write_transactions=True) as db:
         source = keyring_source(settings)
-        vault = SqlVerificationStore(engine, VerifiedKeyring(source.current, engine, clock), clock)
-        try:
-            yield Operations(
-                keys=KeyMaintenance(engine, source, clock), vault=vault, tokens=SqlAccessTokens(engine, clock)
-            )
-        finally:
-            await vault.aclose()
+        engine = db.engine
+        vault = SqlVerificationStore(db, VerifiedKeyring(source.current, engine, clock), clock)
+        yield Operations(
+            keys=KeyMaintenance(engine, source, clock), vault=vault, tokens=SqlAccessTokens(engine, clock)
+        )
 
 
 # ---- the parts ---------------------------------------------------------------------------------
@@ -220,16 +216,37 @@ async def portone_v1(settings: Settings) -> AsyncIterator[PortOneV1Provider]:
         )
 
 
-@contextlib.asynccontextmanager
-async def database(settings: Settings, *, write_transactions: bool = False) -> AsyncIterator[AsyncEngine]:
-    """An engine on the configured database with the schema in place, disposed of on exit."""
-    engine = create_engine(
-        settings.database.url,
-        write_transactions=write_transactions,
-        synchronous=settings.database.sqlite_synchronous,
+def database_options(settings: Settings) -> DatabaseOptions:
+    d = settings.database
+    return DatabaseOptions(
+        url=d.url,
+        sqlite_synchronous=d.sqlite_synchronous,
+        pool_size=d.pool_size,
+        connect_timeout=d.connect_timeout,
+        statement_timeout=d.statement_timeout,
     )
-    try:
-        await SqlVerificationStore.create_schema_on(engine)
-        yield engine
-    finally:
-        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings, *, write_transactions: bool = False) -> AsyncIterator[Database]:
+    """The configured database, refused (SchemaOutOfDate) unless its schema is the newest revision."""
+    async with open_database(database_options(settings), write_transactions=write_transactions) as db:
+        await schema.require_current(db.engine)
+        yield db
+
+
+async def upgrade_schema(settings: Settings) -> tuple[str | None, str]:
+    """Create or migrate the configured database's schema; returns (the revision before, the one now)."""
+    async with open_database(database_options(settings), write_transactions=True) as db:
+        return await schema.upgrade(db.engine)
+
+
+async def schema_revisions(settings: Settings) -> tuple[str | None, str]:
+    """(the revision the configured database is at, the one this idgate needs)."""
+    async with open_database(database_options(settings)) as db:
+        return await schema.current(db.engine), schema.head()
+
+
+async def check_schema(settings: Settings) -> None:
+    async with database(settings):
+        pass

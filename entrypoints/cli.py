@@ -41,7 +41,14 @@ from idgate.domain import (
 from idgate.policies.engine import load_catalog, new_plugin_manager
 from idgate.sandbox import SandboxState, create_sandbox_app
 
-from .bootstrap import bootstrap, keyring_source, operations
+from .bootstrap import (
+    bootstrap,
+    check_schema,
+    keyring_source,
+    operations,
+    schema_revisions,
+    upgrade_schema,
+)
 from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW, answer_for
 from .http import create_app
 from .schemas import decision_out
@@ -54,8 +61,10 @@ log = structlog.get_logger("idgate.cli")
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO; idgate logs what matters itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO, Alembic every step of a migration; idgate logs what
+    # matters itself.
+    for chatty in ("httpx", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -129,7 +138,18 @@ def init(ctx: click.Context, path: Path) -> None:
         except KeyringExists:
             made = f"kept the keyring already at {source.path}"
     click.echo(f"wrote {path}; {made}.")
+    settings = _settings_from(path)
+    before, now = _run(lambda: upgrade_schema(settings))
+    click.echo(_schema_change(before, now))
     click.echo("next: set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET, then run `idgate serve`.")
+
+
+def _schema_change(before: str | None, now: str) -> str:
+    if before is None:
+        return f"created the database schema (revision {now})."
+    if before == now:
+        return f"the database schema is at the newest revision ({now})."
+    return f"migrated the database schema from revision {before} to {now}."
 
 
 def _settings_from(path: Path) -> Settings:
@@ -197,6 +217,7 @@ def demo(ctx: click.Context, host: str, port: int, sandbox_port: int, check: boo
     demo_keys = keyring_source(settings)
     if not demo_keys.from_environment and not demo_keys.path.exists():
         demo_keys.save(Keyring.generate(), create=True)
+    _run(lambda: upgrade_schema(settings))
 
     async def start() -> None:
         listeners = [
@@ -291,6 +312,32 @@ def list_policies(ctx: click.Context) -> None:
         click.echo(f"{name:<20} {definition.version:<8} {state:<9} {definition.summary}")
     for plugin in catalog.plugins:
         click.echo(f"  plugin {plugin.name} from {plugin.distribution} {plugin.version}")
+
+
+# ---- the database ------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The database's schema and retention."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create the schema, or migrate it to the newest revision (back the database up first)."""
+    settings = _settings(ctx)
+    before, now = _run(lambda: upgrade_schema(settings))
+    click.echo(_schema_change(before, now))
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Show the schema's revision; exits 5 unless it is the newest."""
+    settings = _settings(ctx)
+    found, wanted = _run(lambda: schema_revisions(settings))
+    click.echo(f"database schema revision: {found or 'none (no idgate tables)'}; this idgate needs {wanted}")
+    if found != wanted:
+        _run(lambda: check_schema(settings))
 
 
 # ---- keys --------------------------------------------------------------------------------------

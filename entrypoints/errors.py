@@ -33,6 +33,7 @@ ANSWERS = MappingProxyType(
         Category.NOT_FOUND: Answer(404, 2, "not found"),
         Category.CONFLICT: Answer(409, 2, "conflicts with the current state"),
         Category.REJECTED: Answer(422, 2, "the verification cannot be accepted"),
+        Category.THROTTLED: Answer(429, 3, "too many requests"),
         Category.PROVIDER_FAILED: Answer(502, 3, "PortOne is unavailable"),
         Category.PROVIDER_TIMEOUT: Answer(504, 3, "PortOne did not answer in time"),
         Category.UNAVAILABLE: Answer(503, 3, "idgate cannot serve this right now"),

@@ -92,7 +92,9 @@ class JsonRequest(Request[Any, Any, Any]):
         try:
             return await super().json()
         except SerializationException as exc:
-            if "UTF-8" in exc.detail:  # msgspec 0.23 reports it so; earlier releases raised UnicodeDecodeError
+            if (
+                "UTF-8" in exc.detail
+            ):  # msgspec 0.23 reports it so; earlier releases raised UnicodeDecodeError
                 raise _not_utf8() from None
             # msgspec's reason names a position, never the content.
             raise InvalidRequest(f"the body is not valid JSON ({exc.detail}); send a JSON object.") from None

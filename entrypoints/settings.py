@@ -46,6 +46,11 @@ class DatabaseSettings(_Section, frozen=True):
     # "full": every commit is on disk before it is acknowledged; "normal": survives a crash of idgate,
     # not a power cut (docs/performance.md measures both).
     sqlite_synchronous: str = "full"
+    # PostgreSQL: connections each worker keeps for verifications (several workers: N × (pool_size + 2)
+    # must stay under the server's max_connections).
+    pool_size: int = 10
+    connect_timeout: float = 5.0  # seconds to get a connection; beyond it a request answers 503
+    statement_timeout: float = 10.0  # seconds any one statement may take; beyond it 503
 
 
 class KeyringSettings(_Section, frozen=True):
@@ -232,8 +237,13 @@ attempts = 3            # tries for a lookup on connection errors and 5xx
 max_connections = 100   # kept-alive connections to PortOne; at least your peak concurrency
 
 [database]
+# SQLite (one process) or PostgreSQL (several workers), e.g.
+# url = "postgresql+asyncpg://idgate@db.internal:5432/idgate"
 url = "sqlite+aiosqlite:///.idgate/idgate.db"
 sqlite_synchronous = "full"   # "normal": faster commits that a power cut (not a crash) can lose
+pool_size = 10                # PostgreSQL: connections per worker for verifications
+connect_timeout = 5.0         # seconds; a database that takes longer answers 503 store_unavailable
+statement_timeout = 10.0      # seconds any one statement may take
 
 [keyring]
 # Encryption and blind-index keys for the stored identities (mode 0600; `idgate keys generate`).

@@ -2,18 +2,29 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 from idgate.adapters.crypto import Keyring, KeyringSource
+from idgate.adapters.store import schema
 from idgate.entrypoints.http import create_app
 from idgate.entrypoints.servers import Listener, serving
 from idgate.entrypoints.settings import Settings, load_settings, with_overrides
 from idgate.sandbox import SandboxState, create_sandbox_app
+from tests.databases import (
+    PostgresUnreachable,
+    TestDatabase,
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_database,
+    postgres_url,
+    sqlite_database,
+)
 
 # The workplace's shared/ folder sits beside the checkout (CI clones it so); tests read it in place.
 SHARED = Path(os.environ.get("IDGATE_TEST_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
@@ -73,11 +84,83 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield Sandbox(url, state)
 
 
+# ---- databases: every test that touches one runs on SQLite and on PostgreSQL ---------------------
+class Templates:
+    """Databases migrated once per run, copied for each test (a migration per test would cost more)."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._sqlite: Path | None = None
+        self._postgres: str | None = None
+
+    def sqlite(self) -> Path:
+        if self._sqlite is None:
+            path = self._folder / "template.db"
+            _migrate(sa.create_engine(f"sqlite:///{path}"))
+            self._sqlite = path
+        return self._sqlite
+
+    def postgres(self) -> str:
+        if self._postgres is None:
+            try:
+                name = create_postgres_database()
+            except PostgresUnreachable as exc:
+                pytest.fail(str(exc), pytrace=False)
+            url = sa.make_url(postgres_url(name)).set(drivername="postgresql+psycopg")
+            _migrate(sa.create_engine(url, poolclass=sa.NullPool))
+            self._postgres = name
+        return self._postgres
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            drop_postgres_database(self._postgres)
+
+
+def _migrate(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        schema.upgrade_connection(connection)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    made = Templates(tmp_path_factory.mktemp("templates"))
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path, templates: Templates) -> Iterator[TestDatabase]:
+    """A database with idgate's schema at the newest revision, of this test's own."""
+    if request.param == "sqlite":
+        yield sqlite_database(tmp_path, templates.sqlite())
+        return
+    with postgres_database(templates.postgres()) as made:
+        yield made
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(
+    request: pytest.FixtureRequest, tmp_path: Path, templates: Templates
+) -> Iterator[TestDatabase]:
+    """A database with no tables at all, of this test's own."""
+    if request.param == "sqlite":
+        yield sqlite_database(tmp_path)
+        return
+    templates.postgres()  # fails the run with what to do when PostgreSQL is unreachable
+    with postgres_database() as made:
+        yield made
+
+
+only_sqlite = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+only_postgresql = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+
+
 SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path) -> SettingsFactory:
+def settings_for(tmp_path: Path, database: TestDatabase) -> SettingsFactory:
     def make(sandbox: Sandbox, **sections: dict[str, object]) -> Settings:
         base = with_overrides(
             load_settings(None, {}),
@@ -88,7 +171,7 @@ def settings_for(tmp_path: Path) -> SettingsFactory:
                 "backoff": 0.01,
                 "read_timeout": 2.0,
             },
-            database={"url": f"sqlite+aiosqlite:///{tmp_path}/idgate.db"},
+            database={"url": database.url},
             keyring={"path": str(tmp_path / "keyring.json")},
         )
         if not (tmp_path / "keyring.json").exists():

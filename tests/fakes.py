@@ -116,10 +116,11 @@ class InMemoryVerificationStore:
                 raise CertificationAlreadyUsed("already used")
             subject = decision.subject
             binds = decision.verdict is Verdict.ALLOW and subject is not None
-            if (
-                binds
-                and certification.ci
-                and any(c.ci == certification.ci for s, c in self.identities.items() if s != subject)
+            others = [c for s, c in self.identities.items() if s != subject]
+            if binds and any(
+                (certification.ci and c.ci == certification.ci)
+                or (certification.di and c.di == certification.di)
+                for c in others
             ):
                 raise IdentityAlreadyBound("bound elsewhere")
             self.consumed.add(decision.imp_uid)

@@ -1,12 +1,16 @@
 """Database-backed store adapters."""
 
+from . import schema
+from .database import Database, DatabaseOptions, open_database
 from .identities import IdentityCodec
 from .keyring_check import KeyFinding, VerifiedKeyring, mismatch_message
 from .maintenance import KeyMaintenance, KeyUsage
-from .sql import SqlVerificationStore, create_engine
+from .sql import SqlVerificationStore
 from .tokens import SqlAccessTokens
 
 __all__ = [
+    "Database",
+    "DatabaseOptions",
     "IdentityCodec",
     "KeyFinding",
     "KeyMaintenance",
@@ -14,6 +18,7 @@ __all__ = [
     "SqlAccessTokens",
     "SqlVerificationStore",
     "VerifiedKeyring",
-    "create_engine",
     "mismatch_message",
+    "open_database",
+    "schema",
 ]

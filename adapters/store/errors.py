@@ -6,6 +6,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 
+import asyncpg
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -25,13 +26,26 @@ async def translated_errors() -> AsyncIterator[None]:
     expected, which retrying resolves. Every other database failure means the store is unavailable."""
     try:
         yield
-    except (IntegrityError, ConstraintViolated, sqlite3.IntegrityError) as exc:
+    except (
+        IntegrityError,
+        ConstraintViolated,
+        sqlite3.IntegrityError,
+        asyncpg.IntegrityConstraintViolationError,
+    ) as exc:
         cause = exc.orig if isinstance(exc, IntegrityError) else exc.__cause__ or exc
         log.warning("store_conflict", error_type=type(cause).__name__)
         raise StoreConflict(
             "a concurrent change conflicted with this one and nothing was written; try again."
         ) from exc
-    except (SQLAlchemyError, DBAPIError, sqlite3.Error, OSError) as exc:
+    except (
+        SQLAlchemyError,
+        DBAPIError,
+        sqlite3.Error,
+        asyncpg.PostgresError,  # from the server: shutting down, too many connections, a lock timeout …
+        asyncpg.InterfaceError,  # from the client: the connection is closed or broken
+        OSError,  # refused, reset, unreachable
+        TimeoutError,  # no connection, or no answer within [database] connect or statement timeout
+    ) as exc:
         # The driver's message can contain SQL parameters; only the type is logged.
         log.error("store_error", error_type=type(exc).__name__)
         raise StoreUnavailable("the database is unavailable; check [database] url and try again.") from exc

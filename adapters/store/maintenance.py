@@ -149,12 +149,16 @@ class KeyMaintenance:
             )
         )
         async with translated_errors(), self._engine.begin() as connection:
+            # SQLite: the engine's BEGIN IMMEDIATE already holds every other writer off. PostgreSQL: the
+            # rows are locked for the batch, and rows a verification is rebinding right now are left
+            # for the next run instead of waited for (SQLite's compiler leaves the clause out).
             rows = (
                 await connection.execute(
                     sa.select(identities)
                     .where(self._outdated(), identities.c.id > after)
                     .order_by(identities.c.id)
                     .limit(limit)
+                    .with_for_update(skip_locked=True)
                 )
             ).all()
             if not rows:
@@ -168,9 +172,11 @@ class KeyMaintenance:
                     for row in rows
                 ],
             )
-            if swapped.rowcount != len(rows):
-                # Cannot happen inside BEGIN IMMEDIATE (what `operations()` uses on SQLite); a database
-                # without it must lock the rows it reads. Rolling back keeps every row consistent.
+            # asyncpg reports no row count for a batch of UPDATEs; the locks above are what count there.
+            sane = connection.dialect.supports_sane_multi_rowcount
+            if sane and swapped.rowcount != len(rows):
+                # Cannot happen while the rows are locked (above); should it ever, rolling back keeps
+                # every row consistent.
                 raise StoreConflict(
                     "identities changed during re-encryption; run `idgate keys reencrypt` again."
                 )

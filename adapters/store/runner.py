@@ -1,20 +1,25 @@
-"""Where the store's hot-path SQL runs. The store writes each operation once, as a plain function over
+"""Where the store's hot-path SQL runs. The store writes each operation once, as an async function over
 a `Transaction` (plain SQL with `:name` parameters); a runner decides where that function executes.
 
-- SQLite (`SqliteRunner`): the driver's own connections, no SQLAlchemy in between. Reads are indexed
-  point lookups that WAL lets run beside a writer without waiting; they run inline on the event loop.
-  Writes go by group commit: each write's statements run inline in a savepoint of a shared
-  transaction, and its COMMIT (the fsync) on a writer thread (inline when no other request is in
-  flight), for every write that arrived while the previous one was under way. Writers queue in the process instead of sleeping in SQLite's busy
-  handler (1, 2, 5 … 100 ms at a time, once the source of seconds of tail latency), and the loop
-  waits neither for the disk nor for the lock. WAL checkpoints run on the writer thread between
-  commits (a thread of their own made no measurable difference).
-- Anything else (`AsyncEngineRunner`): the function runs in the async driver's connection through
-  SQLAlchemy's `run_sync`; the database serialises writers with its own locks.
+- SQLite (`SqliteRunner`, here): the driver's own connections, no SQLAlchemy in between. Reads are
+  indexed point lookups that WAL lets run beside a writer without waiting; they run inline on the
+  event loop. Writes go by group commit: each write's statements run inline in a savepoint of a
+  shared transaction, and its COMMIT (the fsync) on a writer thread (inline when no other request is
+  in flight), for every write that arrived while the previous one was under way. Writers queue in
+  the process instead of sleeping in SQLite's busy handler (1, 2, 5 … 100 ms at a time, once the
+  source of seconds of tail latency), and the loop waits neither for the disk nor for the lock. WAL
+  checkpoints run on the writer thread between commits.
+- PostgreSQL (`PostgresRunner`, in postgres.py): asyncpg's own pool, a transaction per write; the
+  database serialises writers with its row locks, constraints and advisory locks, so several
+  processes can share it.
 
 Why plain SQL: SQLAlchemy's per-statement work (cache keys, parameter processing, result objects) cost
 more than SQLite executing the statements (docs/performance.md). The statements are few and short;
 the tables are still declared once, in tables.py, and the contract tests hold the two together.
+
+The Transaction is async because asyncpg is. On SQLite nothing in it ever waits: a write's function
+runs to its end without giving the loop a turn (`_run_inline` insists), which is what lets several
+writes share one transaction without interleaving.
 
 An earlier group commit through SQLAlchemy's savepoints cost more than it saved; on the driver a
 savepoint is two short statements, and sharing the fsync pays for them many times over.
@@ -28,16 +33,14 @@ import contextlib
 import functools
 import sqlite3
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .errors import ConstraintViolated, translated_errors
 from .tables import naive_utc
@@ -53,21 +56,31 @@ class Transaction(Protocol):
     A violated constraint raises ConstraintViolated, whichever the database.
     """
 
-    def first(self, sql: str, params: Params) -> Any | None: ...
+    async def first(self, sql: str, params: Params) -> Any | None: ...
 
-    def all(self, sql: str, params: Params) -> list[Any]: ...
+    async def all(self, sql: str, params: Params) -> list[Any]: ...
 
-    def execute(self, sql: str, params: Params) -> int:
+    async def execute(self, sql: str, params: Params) -> int:
         """Run one statement; returns the number of rows it changed."""
         ...
 
-    def execute_many(self, sql: str, rows: Sequence[Params]) -> None: ...
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> None: ...
+
+    async def lock(self, name: str) -> None:
+        """Hold off every other transaction that locks `name` until this one ends.
+
+        For what no row can lock yet: two verifications binding the same subject for the first time.
+        """
+        ...
+
+
+Work = Callable[[Transaction], Awaitable[T]]
 
 
 class SqlRunner(Protocol):
-    async def read(self, work: Callable[[Transaction], T]) -> T: ...
+    async def read(self, work: Work[T]) -> T: ...
 
-    async def write(self, work: Callable[[Transaction], T]) -> T:
+    async def write(self, work: Work[T]) -> T:
         """Run `work` in a transaction: committed when this returns, rolled back if `work` raises."""
         ...
 
@@ -85,35 +98,54 @@ def _sqlite_params(params: Params) -> dict[str, object]:
 
 
 @functools.lru_cache(maxsize=256)
-def _record_type(names: tuple[str, ...]) -> Callable[..., Any]:
-    return collections.namedtuple("Record", names, rename=True)  # `SELECT 1` names a column "1"
+def record_type(names: tuple[str, ...]) -> Callable[..., Any]:
+    """A row type with one attribute per column; `SELECT 1` names a column "1", hence `rename`."""
+    return collections.namedtuple("Record", names, rename=True)
 
 
 def _record(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
-    return _record_type(tuple(column[0] for column in cursor.description))(*values)
+    return record_type(tuple(column[0] for column in cursor.description))(*values)
 
 
 class SqliteTransaction:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
 
-    def first(self, sql: str, params: Params) -> Any | None:
+    async def first(self, sql: str, params: Params) -> Any | None:
         return self._connection.execute(sql, _sqlite_params(params)).fetchone()
 
-    def all(self, sql: str, params: Params) -> list[Any]:
+    async def all(self, sql: str, params: Params) -> list[Any]:
         return self._connection.execute(sql, _sqlite_params(params)).fetchall()
 
-    def execute(self, sql: str, params: Params) -> int:
+    async def execute(self, sql: str, params: Params) -> int:
         try:
             return self._connection.execute(sql, _sqlite_params(params)).rowcount
         except sqlite3.IntegrityError as exc:
             raise ConstraintViolated(str(exc)) from exc
 
-    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
         try:
             self._connection.executemany(sql, [_sqlite_params(row) for row in rows])
         except sqlite3.IntegrityError as exc:
             raise ConstraintViolated(str(exc)) from exc
+
+    async def lock(self, name: str) -> None:
+        """Nothing to do: SQLite has one writer at a time, and writes in one process take turns."""
+
+
+def _run_inline(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never waits to its end, here and now.
+
+    A write's function awaits only SqliteTransaction's methods, which return at once; should it ever
+    wait on something else, other writes could run in the middle of it, so that is refused.
+    """
+    try:
+        work.send(None)
+    except StopIteration as finished:
+        result: T = finished.value
+        return result
+    work.close()
+    raise RuntimeError("a SQLite write waited on something; it must run without giving the loop a turn")
 
 
 _ROLLED_BACK = sqlite3.OperationalError("the transaction was rolled back with another write in it")
@@ -121,7 +153,7 @@ _ROLLED_BACK = sqlite3.OperationalError("the transaction was rolled back with an
 
 @dataclass(slots=True)
 class _Write:
-    work: Callable[[Transaction], Any]
+    work: Work[Any]
     done: asyncio.Future[Any]
     result: Any = None
 
@@ -181,12 +213,12 @@ class SqliteRunner:
         connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
 
-    async def read(self, work: Callable[[Transaction], T]) -> T:
+    async def read(self, work: Work[T]) -> T:
         async with translated_errors():
             self._check()
-            return work(SqliteTransaction(self._reader))
+            return await work(SqliteTransaction(self._reader))
 
-    async def write(self, work: Callable[[Transaction], T]) -> T:
+    async def write(self, work: Work[T]) -> T:
         write = _Write(work, asyncio.get_running_loop().create_future())
         self._waiting.append(write)
         if not self._busy:
@@ -274,7 +306,7 @@ class SqliteRunner:
         connection = self._writer
         connection.execute("SAVEPOINT one_write")
         try:
-            write.result = write.work(SqliteTransaction(connection))
+            write.result = _run_inline(_coroutine(write.work(SqliteTransaction(connection))))
         except Exception as exc:  # noqa: BLE001 - it is the caller's error, handed over through its future
             _settle(write, error=exc)
             if connection.in_transaction:
@@ -348,46 +380,7 @@ def _settle(write: _Write, *, error: BaseException | None) -> None:
         write.done.set_exception(error)
 
 
-# ---- any other database, through SQLAlchemy ------------------------------------------------------
-class SqlAlchemyTransaction:
-    def __init__(self, connection: sa.Connection) -> None:
-        self._connection = connection
-
-    def first(self, sql: str, params: Params) -> Any | None:
-        return self._connection.execute(_text(sql), params).first()
-
-    def all(self, sql: str, params: Params) -> list[Any]:
-        return list(self._connection.execute(_text(sql), params).all())
-
-    def execute(self, sql: str, params: Params) -> int:
-        try:
-            return self._connection.execute(_text(sql), params).rowcount
-        except sa.exc.IntegrityError as exc:
-            raise ConstraintViolated(str(exc.orig)) from exc
-
-    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
-        try:
-            self._connection.execute(_text(sql), list(rows))
-        except sa.exc.IntegrityError as exc:
-            raise ConstraintViolated(str(exc.orig)) from exc
-
-
-@functools.lru_cache(maxsize=256)
-def _text(sql: str) -> sa.TextClause:
-    return sa.text(sql)
-
-
-class AsyncEngineRunner:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def read(self, work: Callable[[Transaction], T]) -> T:
-        async with translated_errors(), self._engine.connect() as connection:
-            return await connection.run_sync(lambda sync: work(SqlAlchemyTransaction(sync)))
-
-    async def write(self, work: Callable[[Transaction], T]) -> T:
-        async with translated_errors(), self._engine.begin() as connection:
-            return await connection.run_sync(lambda sync: work(SqlAlchemyTransaction(sync)))
-
-    async def aclose(self) -> None:
-        """The engine belongs to whoever made it."""
+def _coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    if not asyncio.iscoroutine(awaitable):
+        raise TypeError("a write's work must be an async function")
+    return awaitable

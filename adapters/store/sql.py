@@ -1,27 +1,22 @@
 """The SQL store: VerificationStore, IdentityDirectory and IdentityVault on one database.
 
 The hot path (prepare, the checks before the PortOne call, the identity lookup, the one write
-transaction of a verification, and reading or erasing an identity) is plain SQL in functions over a
-`Transaction`, handed to a runner (see runner.py: on SQLite, the driver itself and group commit).
-Reads off the hot path still use the async engine and, where it earns its keep, the ORM.
+transaction of a verification, and reading or erasing an identity) is plain SQL in async functions
+over a `Transaction`, handed to the database's runner (runner.py: on SQLite the driver itself and
+group commit; postgres.py: asyncpg's pool). Reads off the hot path use the async engine and, where it
+earns its keep, the ORM. The same statements run on both databases.
 """
 
 from __future__ import annotations
 
-import os
-import weakref
-from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 import structlog
-from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from idgate.adapters.crypto import BlindIndexer, FieldCipher, same
@@ -29,7 +24,6 @@ from idgate.domain import (
     Certification,
     CertificationAlreadyUsed,
     Clock,
-    ConfigurationError,
     IdentityAccess,
     IdentityAlreadyBound,
     Outcome,
@@ -38,15 +32,15 @@ from idgate.domain import (
     PreparedRequest,
     Principal,
     Role,
-    StoreUnavailable,
     Verdict,
     VerifiedIdentity,
 )
 
+from .database import Database
 from .errors import ConstraintViolated, translated_errors
 from .identities import INDEXED, IdentityCodec
 from .keyring_check import VerifiedKeyring
-from .runner import AsyncEngineRunner, SqliteRunner, SqlRunner, Transaction
+from .runner import Transaction
 from .tables import (
     CONSUMED_CERTIFICATIONS,
     DECISIONS,
@@ -60,158 +54,23 @@ from .tables import (
 )
 
 log = structlog.get_logger("idgate.store")
-SQLITE_CONNECTIONS = 16
-
-
-def create_engine(url: str, *, write_transactions: bool = False, synchronous: str = "full") -> AsyncEngine:
-    """An async engine for `url`; SQLite files get WAL, a busy timeout and their directory created.
-
-    With `write_transactions`, every SQLite transaction starts as BEGIN IMMEDIATE: it takes the write
-    lock before its first read, so nothing can change between what a batch job reads and what it
-    writes, and it never fails to upgrade a stale read snapshot (which SQLite refuses at once).
-    """
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigurationError(
-            "database url is not a valid SQLAlchemy URL; use e.g. sqlite+aiosqlite:///.idgate/idgate.db"
-        ) from exc
-    if parsed.get_backend_name() == "sqlite":
-        # A fixed set of long-lived connections (each is a thread in aiosqlite): overflow connections
-        # would be opened and closed again under load, each with a new thread and its PRAGMAs.
-        engine = create_async_engine(
-            parsed,
-            connect_args={"timeout": 30},
-            hide_parameters=True,
-            pool_size=SQLITE_CONNECTIONS,
-            max_overflow=0,
-        )
-        _watch_sqlite(engine.sync_engine, parsed, synchronous)
-        if write_transactions:
-            event.listen(engine.sync_engine, "connect", _driver_autocommit)
-            event.listen(engine.sync_engine, "begin", _begin_immediate)
-        return engine
-    return create_async_engine(parsed, pool_pre_ping=True, hide_parameters=True)
-
-
-def sqlite_runner(url: sa.URL, synchronous: str = "full") -> SqliteRunner | None:
-    """A SqliteRunner on the SQLite file of `url`, or None for other databases."""
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    path = Path(url.database).absolute()
-    pragmas = sqlite_pragmas(synchronous)
-    return SqliteRunner(
-        path,
-        prepare=lambda connection: pragmas(connection, None),
-        check=SqliteFileWatch(path).check,
-    )
-
-
-def _watch_sqlite(engine: sa.Engine, url: sa.URL, synchronous: str) -> None:
-    """Every SQLite connection gets the PRAGMAs; a file database is also watched for replacement."""
-    event.listen(engine, "connect", sqlite_pragmas(synchronous))
-    if url.database and url.database != ":memory:":
-        path = Path(url.database).absolute()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create the folder for the SQLite database ({exc.strerror}); fix [database] url."
-            ) from exc
-        watch = SqliteFileWatch(path)
-        event.listen(engine, "checkout", lambda _connection, _record, _proxy: watch.check())
-
-
-class SqliteFileWatch:
-    """Refuses to hand out a connection once the database file was deleted or replaced.
-
-    SQLite keeps writing to a file that was unlinked under it, and a new connection would silently
-    create an empty database in its place: either way acknowledged decisions would vanish at the next
-    restart. The watch holds a descriptor of the file it first saw (so its inode cannot be reused by a
-    replacement) and, at every checkout, checks that the file still has a name and that the path still
-    leads to it: an fstat() and a stat().
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._descriptor: int | None = None
-
-    def check(self) -> None:
-        if self._descriptor is None:
-            try:
-                self._descriptor = os.open(self._path, os.O_RDONLY)
-            except FileNotFoundError:
-                return  # not created yet: the connection being made creates it
-            weakref.finalize(self, os.close, self._descriptor)
-            return
-        ours = os.fstat(self._descriptor)
-        try:
-            found = os.stat(self._path)
-        except FileNotFoundError:
-            found = None
-        if ours.st_nlink == 0 or found is None or (found.st_dev, found.st_ino) != (ours.st_dev, ours.st_ino):
-            log.error("database_file_replaced", present=found is not None)
-            raise StoreUnavailable(
-                "the SQLite database file was deleted or replaced while idgate was running; nothing "
-                "more is written. Restore the file from a backup, then restart idgate."
-            )
-
-
-SYNCHRONOUS = ("full", "normal")
-
-
-def sqlite_pragmas(synchronous: str) -> Callable[[Any, object], None]:
-    """The PRAGMAs every SQLite connection gets.
-
-    `synchronous`: "full" syncs the WAL to disk at every commit, so an acknowledged decision survives
-    a power cut; "normal" syncs only at checkpoints, so it survives a crash of idgate (kill -9) but a
-    power cut can lose the last commits (consumed imp_uids among them). See docs/performance.md.
-    """
-    if synchronous not in SYNCHRONOUS:
-        raise ConfigurationError(f"database sqlite_synchronous must be one of {', '.join(SYNCHRONOUS)}.")
-
-    def apply(dbapi_connection: Any, _record: object) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        # Deleted identities must not linger in free pages; Debian's build defaults to it, others may not.
-        cursor.execute("PRAGMA secure_delete=ON")
-        cursor.close()
-
-    return apply
-
-
-def _driver_autocommit(dbapi_connection: Any, _record: object) -> None:
-    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event emits BEGIN instead
-
-
-def _begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class SqlVerificationStore:
     """Implements VerificationStore, IdentityDirectory and IdentityVault on one database, so that
     consuming an imp_uid, binding the identity and appending the decision share one transaction."""
 
-    def __init__(
-        self, engine: AsyncEngine, keyring: VerifiedKeyring, clock: Clock, *, sqlite_synchronous: str = "full"
-    ) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, keyring: VerifiedKeyring, clock: Clock) -> None:
+        self._database = database
+        self._engine = database.engine
+        self._sql = database.runner
         self._keyring = keyring
         self._codec = IdentityCodec(FieldCipher(keyring), BlindIndexer(keyring))
         self._clock = clock
-        self._sql: SqlRunner = sqlite_runner(engine.url, sqlite_synchronous) or AsyncEngineRunner(engine)
-
-    @staticmethod
-    async def create_schema_on(engine: AsyncEngine) -> None:
-        async with translated_errors(), engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all)
 
     async def ping(self) -> None:
-        async with translated_errors(), self._engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
+        """One statement through the connections verifications use."""
+        await self._sql.read(lambda sql: sql.first("SELECT 1", {}))
 
     async def check_keyring(self) -> None:
         """Raise KeyringMismatch (or KeyringUnavailable) unless the keyring fits the stored identities."""
@@ -219,9 +78,6 @@ class SqlVerificationStore:
 
     def _session(self) -> AsyncSession:
         return AsyncSession(self._engine, expire_on_commit=False)
-
-    async def aclose(self) -> None:
-        await self._sql.aclose()
 
     # ---- VerificationStore --------------------------------------------------------------------
     async def save_prepared_request(self, request: PreparedRequest) -> None:
@@ -245,7 +101,10 @@ class SqlVerificationStore:
         )
 
     async def is_consumed(self, imp_uid: str) -> bool:
-        return await self._sql.read(lambda sql: sql.first(_CONSUMED, {"imp_uid": imp_uid}) is not None)
+        async def consumed(sql: Transaction) -> bool:
+            return await sql.first(_CONSUMED, {"imp_uid": imp_uid}) is not None
+
+        return await self._sql.read(consumed)
 
     async def record_verification(
         self,
@@ -258,11 +117,11 @@ class SqlVerificationStore:
         if binds:
             await self._keyring.refresh()
 
-        def record(sql: Transaction) -> None:
+        async def record(sql: Transaction) -> None:
             try:
                 # The consumption row goes first: its primary key is the lock that makes a second,
                 # concurrent verification of the same imp_uid fail before anything else is written.
-                sql.execute(
+                await sql.execute(
                     _INSERT_CONSUMED,
                     {
                         "imp_uid": decision.imp_uid,
@@ -275,7 +134,7 @@ class SqlVerificationStore:
                     "this imp_uid was already used for a decision; start a new verification in the browser."
                 ) from exc
             if prepared_merchant_uid is not None:
-                used = sql.execute(
+                used = await sql.execute(
                     _USE_PREPARED, {"prepared": prepared_merchant_uid, "at": decision.decided_at}
                 )
                 if used != 1:
@@ -283,19 +142,21 @@ class SqlVerificationStore:
                         "this merchant_uid was already used by another verification; prepare a new one."
                     )
             if binds and decision.subject is not None:
-                self._bind_identity(sql, decision.subject, certification, decision.decided_at)
-            sql.execute(_INSERT_DECISION, _decision_values(decision))
+                await self._bind_identity(sql, decision.subject, certification, decision.decided_at)
+            await sql.execute(_INSERT_DECISION, _decision_values(decision))
 
         await self._sql.write(record)
 
-    def _bind_identity(
+    async def _bind_identity(
         self, sql: Transaction, subject: str, certification: Certification, at: datetime
     ) -> None:
-        previous = sql.first(_IDENTITY_OF, {"subject": subject})
+        # Two verifications of one subject take turns from here: each replaces what the other bound.
+        await sql.lock(f"subject:{subject}")
+        previous = await sql.first(_IDENTITY_OF, {"subject": subject})
         if previous is not None:  # re-verification: the new identity replaces the old one
-            _delete_identity(sql, previous.id)
+            await _delete_identity(sql, previous.id)
         row = self._codec.new_row(subject, certification, at)
-        sql.execute(_INSERT_IDENTITY, row)
+        await sql.execute(_INSERT_IDENTITY, row)
         entries = list(
             self._codec.index_entries(
                 row["id"], {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
@@ -303,7 +164,7 @@ class SqlVerificationStore:
         )
         try:
             if entries:
-                sql.execute_many(_INSERT_INDEX, entries)
+                await sql.execute_many(_INSERT_INDEX, entries)
         except ConstraintViolated as exc:
             raise IdentityAlreadyBound("this person is already bound to another subject.") from exc
 
@@ -318,11 +179,11 @@ class SqlVerificationStore:
         await self._keyring.refresh()
         digests = self._codec.digests(kind, value)
 
-        def lookup(sql: Transaction) -> list[Any]:
+        async def lookup(sql: Transaction) -> list[Any]:
             # One indexed lookup per index key (normally one; two while a new index key is rolled out).
             found = {}
             for key_id, digest in digests.items():
-                for row in sql.all(_SUBJECTS_WITH[kind], {"index_key_id": key_id, "digest": digest}):
+                for row in await sql.all(_SUBJECTS_WITH[kind], {"index_key_id": key_id, "digest": digest}):
                     found[row.id] = row
             return list(found.values())
 
@@ -340,23 +201,23 @@ class SqlVerificationStore:
     async def read_identity(self, subject: str, accessor: Principal) -> VerifiedIdentity | None:
         await self._keyring.refresh()
 
-        def read(sql: Transaction) -> VerifiedIdentity | None:  # records the read with it
-            row = sql.first(_IDENTITY, {"subject": subject})
+        async def read(sql: Transaction) -> VerifiedIdentity | None:  # records the read with it
+            row = await sql.first(_IDENTITY, {"subject": subject})
             if row is None:
                 return None
             identity = self._codec.identity(row)
-            sql.execute(_INSERT_ACCESS, self._access(accessor, "read", subject))
+            await sql.execute(_INSERT_ACCESS, self._access(accessor, "read", subject))
             return identity
 
         return await self._sql.write(read)
 
     async def erase_identity(self, subject: str, accessor: Principal) -> bool:
-        def erase(sql: Transaction) -> bool:
-            row = sql.first(_IDENTITY_OF, {"subject": subject})
+        async def erase(sql: Transaction) -> bool:
+            row = await sql.first(_IDENTITY_OF, {"subject": subject})
             if row is None:
                 return False
-            _delete_identity(sql, row.id)
-            sql.execute(_INSERT_ACCESS, self._access(accessor, "erase", subject))
+            await _delete_identity(sql, row.id)
+            await sql.execute(_INSERT_ACCESS, self._access(accessor, "erase", subject))
             return True
 
         erased = await self._sql.write(erase)
@@ -388,7 +249,7 @@ class SqlVerificationStore:
 
     async def checkpoint(self) -> None:
         """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
-        if self._engine.dialect.name == "sqlite":
+        if self._database.dialect == "sqlite":
             async with translated_errors(), self._engine.connect() as connection:
                 # On the driver's connection: a checkpoint must run outside any transaction, and
                 # SQLAlchemy would open one (BEGIN IMMEDIATE on maintenance engines) around it.
@@ -404,9 +265,12 @@ class SqlVerificationStore:
         return None if row is None else _decision_from_row(row)
 
 
-def _delete_identity(sql: Transaction, identity_id: str) -> None:
-    sql.execute(_DELETE_INDEX, {"identity_id": identity_id})
-    sql.execute(_DELETE_IDENTITY, {"identity_id": identity_id})
+async def _delete_identity(sql: Transaction, identity_id: str) -> None:
+    # The identity row first: it is what a re-encryption batch locks, so a verification waits for the
+    # batch here instead of holding index rows the batch is about to rewrite (a deadlock on
+    # PostgreSQL). Its index rows go with it (ON DELETE CASCADE); the second DELETE makes sure.
+    await sql.execute(_DELETE_IDENTITY, {"identity_id": identity_id})
+    await sql.execute(_DELETE_INDEX, {"identity_id": identity_id})
 
 
 def _plain(statement: sa.ClauseElement, *, columns: list[str] | None = None) -> str:

@@ -49,7 +49,7 @@ class PreparedRequestRow(SQLModel, table=True):
     merchant_uid: str = Field(primary_key=True, max_length=80)
     subject: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(sa_column=_utc())
-    expires_at: datetime = Field(sa_column=_utc())
+    expires_at: datetime = Field(sa_column=_utc(index=True))  # the purge deletes by it
     used_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
 
 
@@ -60,7 +60,7 @@ class ConsumedCertificationRow(SQLModel, table=True):
 
     imp_uid: str = Field(primary_key=True, max_length=32)
     decision_id: str = Field(max_length=40)
-    consumed_at: datetime = Field(sa_column=_utc())
+    consumed_at: datetime = Field(sa_column=_utc(index=True))  # the purge deletes by it
 
 
 class DecisionRow(SQLModel, table=True):
@@ -105,15 +105,19 @@ class IdentityIndexRow(SQLModel, table=True):
 
     __tablename__ = "identity_index"
     __table_args__ = (
-        # One person binds to one subject: a CI digest appears once per index key. DI and phone repeat.
-        sa.Index(
-            "uq_identity_index_ci",
-            "kind",
-            "index_key_id",
-            "digest",
-            unique=True,
-            sqlite_where=sa.text("kind = 'ci'"),
-            postgresql_where=sa.text("kind = 'ci'"),
+        # One person binds to one subject: a CI digest appears once per index key, and so does a DI
+        # (per merchant, so per idgate), the fallback when a certificate carries no CI. Phones repeat.
+        *(
+            sa.Index(
+                f"uq_identity_index_{kind}",
+                "kind",
+                "index_key_id",
+                "digest",
+                unique=True,
+                sqlite_where=sa.text(f"kind = '{kind}'"),
+                postgresql_where=sa.text(f"kind = '{kind}'"),
+            )
+            for kind in ("ci", "di")
         ),
         sa.Index("ix_identity_index_lookup", "kind", "index_key_id", "digest"),
     )
@@ -166,6 +170,20 @@ class KeyCheckRow(SQLModel, table=True):
     recorded_at: datetime = Field(sa_column=_utc())
 
 
+class RequestCountRow(SQLModel, table=True):
+    """Requests per client and time window, for the limit on `POST /certifications/prepare`.
+
+    The client is a keyed digest of its address (the address itself is not kept); the database is
+    what several workers share, so the count holds across them.
+    """
+
+    __tablename__ = "request_counts"
+
+    bucket: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), primary_key=True))
+    count: int
+
+
 # Core handles on the same tables, for bulk work where building ORM objects would dominate the cost.
 IDENTITIES = SQLModel.metadata.tables["identities"]
 IDENTITY_INDEX = SQLModel.metadata.tables["identity_index"]
@@ -174,3 +192,4 @@ PREPARED_REQUESTS = SQLModel.metadata.tables["prepared_requests"]
 CONSUMED_CERTIFICATIONS = SQLModel.metadata.tables["consumed_certifications"]
 DECISIONS = SQLModel.metadata.tables["decisions"]
 IDENTITY_ACCESS = SQLModel.metadata.tables["identity_access"]
+REQUEST_COUNTS = SQLModel.metadata.tables["request_counts"]

@@ -94,11 +94,15 @@ async def test_verifying_again_replaces_the_subjects_identity(store: IdentitySto
     assert identity.name == "김민지"
 
 
-async def test_without_ci_the_person_is_found_by_di_and_may_bind_twice(store: IdentityStore) -> None:
+async def test_without_ci_the_person_is_found_by_di_and_binds_once(store: IdentityStore) -> None:
     kakao = replace(HONG, ci=None, di="DI-kakao")
     await bind(store, "acct-1", kakao)
-    await bind(store, "acct-2", kakao)  # DI is per merchant and not unique: policies decide, not the store
-    assert await store.subjects_with_di("DI-kakao") == ["acct-1", "acct-2"]
+    # DI is per merchant, and one idgate is one merchant: one DI is one person, bound once like a CI.
+    with pytest.raises(IdentityAlreadyBound):
+        await bind(store, "acct-2", kakao)
+    assert await store.subjects_with_di("DI-kakao") == ["acct-1"]
+    await bind(store, "acct-1", kakao)  # the same subject verifying again is no conflict
+    assert await store.subjects_with_di("DI-kakao") == ["acct-1"]
 
 
 async def test_reading_returns_the_identity_and_records_who_read_it(store: IdentityStore) -> None:

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from idgate.adapters.crypto import Keyring, KeyringSource
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, only_sqlite
+from tests.databases import TestDatabase
 
 IDGATE = str(Path(sys.executable).parent / "idgate")
 
@@ -50,7 +51,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+def env(sandbox: Sandbox, tmp_path: Path, database: TestDatabase) -> dict[str, str]:
     KeyringSource(tmp_path / "keyring.json").save(Keyring.generate(), create=True)
     return {
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
@@ -58,7 +59,7 @@ def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
         "IDGATE_PORTONE_BACKOFF": "0.01",
-        "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "IDGATE_DATABASE_URL": database.url,
     }
 
 
@@ -92,12 +93,22 @@ async def test_verify_exit_codes(sandbox: Sandbox, env: dict[str, str]) -> None:
     )
 
 
-async def test_a_broken_store_exits_3(sandbox: Sandbox, env: dict[str, str], tmp_path: Path) -> None:
+@only_sqlite
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:///{tmp}/a-file/idgate.db",  # under a file, not a folder
+        "postgresql+asyncpg://postgres@127.0.0.1:{closed}/idgate",  # nothing listens there
+    ],
+    ids=["sqlite", "postgresql"],
+)
+async def test_an_unreachable_store_exits_3(
+    sandbox: Sandbox, env: dict[str, str], tmp_path: Path, url: str
+) -> None:
     (tmp_path / "a-file").write_text("not a folder")
-    broken = {**env, "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a-file/idgate.db"}
-    assert_clean_failure(
-        await idgate("verify", await sandbox.certify("adult"), env=broken), 3, "store_unavailable"
-    )
+    broken = {**env, "IDGATE_DATABASE_URL": url.format(tmp=tmp_path, closed=free_port())}
+    for command in (["verify", await sandbox.certify("adult")], ["db", "upgrade"], ["serve", "--port", "0"]):
+        assert_clean_failure(await idgate(*command, env=broken), 3, "store_unavailable")
 
 
 async def test_serve_without_credentials_says_where_to_set_them() -> None:

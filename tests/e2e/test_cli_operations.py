@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 from tests.conftest import Sandbox
+from tests.databases import TestDatabase
 from tests.e2e.test_cli import assert_clean_failure, free_port, idgate
 
 
@@ -19,18 +19,18 @@ def status_rows(table: str) -> list[list[str]]:
     ]
 
 
-def env_for(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+def env_for(sandbox: Sandbox, tmp_path: Path, database: TestDatabase) -> dict[str, str]:
     return {
         "IDGATE_PORTONE_URL": sandbox.url,
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
-        "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/ops.db",
+        "IDGATE_DATABASE_URL": database.url,
         "IDGATE_KEYRING_PATH": str(tmp_path / "keys" / "keyring.json"),
     }
 
 
-async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None:
-    env = env_for(sandbox, tmp_path)
+async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path, database: TestDatabase) -> None:
+    env = env_for(sandbox, tmp_path, database)
     keyring = tmp_path / "keys" / "keyring.json"
     assert_clean_failure(
         await idgate("verify", await sandbox.certify("adult"), env=env), 5, "idgate keys generate"
@@ -71,8 +71,7 @@ async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None
     assert "re-encrypted 3 identities" in reencrypted.out
     assert "rows/s" in reencrypted.out
     assert (await idgate("keys", "retire", "1", env=env)).code == 0
-    with sqlite3.connect(tmp_path / "ops.db") as db:
-        assert db.execute("select distinct key_id from identities").fetchall() == [(2,)]
+    assert database.rows("select distinct key_id from identities") == [(2,)]
 
     created = await idgate("tokens", "create", "--role", "service", "--name", "shop", env=env)
     token = created.out.strip()
@@ -86,8 +85,7 @@ async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None
     )
     assert (await idgate("tokens", "revoke", "shop", env=env)).code == 0
     assert_clean_failure(await idgate("tokens", "revoke", "shop", env=env), 2, "token_not_found")
-    with sqlite3.connect(tmp_path / "ops.db") as db:
-        stored = db.execute("select token_hash from api_tokens").fetchone()[0]
+    stored = database.scalar("select token_hash from api_tokens")
     assert token not in stored
 
     assert (await idgate("erase", "--subject", "acct-0", env=env)).code == 0
@@ -96,8 +94,10 @@ async def test_keys_tokens_and_erasure(sandbox: Sandbox, tmp_path: Path) -> None
     assert again.code == 0, again  # the person is free to bind again
 
 
-async def test_serve_refuses_a_keyring_others_can_read(sandbox: Sandbox, tmp_path: Path) -> None:
-    env = env_for(sandbox, tmp_path)
+async def test_serve_refuses_a_keyring_others_can_read(
+    sandbox: Sandbox, tmp_path: Path, database: TestDatabase
+) -> None:
+    env = env_for(sandbox, tmp_path, database)
     assert (await idgate("keys", "generate", env=env)).code == 0
     os.chmod(tmp_path / "keys" / "keyring.json", 0o644)
     run = await idgate("serve", "--port", str(free_port()), env=env)

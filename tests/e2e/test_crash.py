@@ -6,22 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 from datetime import date
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import Sandbox
+from tests.databases import TestDatabase
 from tests.e2e.test_cli import idgate, idgate_serve
 
 
-async def test_kill_9_mid_load_loses_no_acknowledged_decision(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_kill_9_mid_load_loses_no_acknowledged_decision(
+    sandbox: Sandbox, tmp_path: Path, database: TestDatabase
+) -> None:
     env = {
         "IDGATE_PORTONE_URL": sandbox.url,
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
-        "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/idgate.db",
+        "IDGATE_DATABASE_URL": database.url,
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
     }
     assert (await idgate("keys", "generate", env=env)).code == 0
@@ -56,10 +58,9 @@ async def test_kill_9_mid_load_loses_no_acknowledged_decision(sandbox: Sandbox, 
         process.send_signal(signal.SIGKILL)
         await load
     assert 30 <= len(acknowledged) < len(bodies)  # killed mid-load, after some answers
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        decisions = dict(db.execute("select imp_uid, decision_id from decisions").fetchall())
-        consumed = dict(db.execute("select imp_uid, decision_id from consumed_certifications").fetchall())
-        bound = {row[0] for row in db.execute("select subject from identities")}
+    decisions = dict(database.rows("select imp_uid, decision_id from decisions"))
+    consumed = dict(database.rows("select imp_uid, decision_id from consumed_certifications"))
+    bound = {row[0] for row in database.rows("select subject from identities")}
     assert decisions == consumed  # nothing half-written
     for imp_uid, decision_id in acknowledged.items():
         assert decisions.get(imp_uid) == decision_id, "an acknowledged decision was lost"

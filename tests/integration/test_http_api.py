@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
+from tests.databases import TestDatabase
 
 PROBLEM = "application/problem+json"
 
@@ -91,16 +90,13 @@ async def test_a_replay_is_409(api: httpx.AsyncClient, sandbox: Sandbox) -> None
     assert_problem(await api.post("/certifications", json=body), 409, "certification_already_used")
 
 
-async def test_two_concurrent_requests_for_one_imp_uid_make_exactly_one_decision(
-    api: httpx.AsyncClient, sandbox: Sandbox, tmp_path: Path
+async def test_concurrent_requests_for_one_imp_uid_make_exactly_one_decision(
+    api: httpx.AsyncClient, sandbox: Sandbox, database: TestDatabase
 ) -> None:
     body = await prepared_certification(api, sandbox, "adult")
-    answers = await asyncio.gather(*(api.post("/certifications", json=body) for _ in range(2)))
-    assert sorted(a.status_code for a in answers) == [200, 409]
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        assert db.execute(
-            "select count(*) from decisions where imp_uid = ?", (body["imp_uid"],)
-        ).fetchone() == (1,)
+    answers = await asyncio.gather(*(api.post("/certifications", json=body) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 7
+    assert database.scalar("select count(*) from decisions where imp_uid = ?", [body["imp_uid"]]) == 1
 
 
 @pytest.mark.parametrize(
@@ -190,14 +186,13 @@ async def test_provider_failures(
 
 
 async def test_a_broken_store_is_503_and_readyz_says_so(
-    api: httpx.AsyncClient, sandbox: Sandbox, tmp_path: Path
+    api: httpx.AsyncClient, sandbox: Sandbox, database: TestDatabase
 ) -> None:
     body = await prepared_certification(api, sandbox, "adult")
     assert (await api.get("/readyz")).status_code == 200
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        db.execute("drop table consumed_certifications")
+    database.execute("drop table consumed_certifications")
     assert_problem(await api.post("/certifications", json=body), 503, "store_unavailable")
-    (tmp_path / "idgate.db").rename(tmp_path / "moved-away.db")
+    database.cut_off()
     ready = await api.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["store"] == "store_unavailable"

@@ -1,10 +1,11 @@
 """A model-based test of the identity store: any sequence of binds, rotations, re-encryptions,
-erasures and lookups leaves the SQLite store agreeing with a plain dictionary."""
+erasures and lookups leaves the store, on SQLite and on PostgreSQL, agreeing with a plain dictionary."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import tempfile
 from collections.abc import Coroutine
@@ -19,7 +20,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from idgate.adapters.crypto import Keyring, KeyringSource
-from idgate.adapters.store import KeyMaintenance, SqlVerificationStore, VerifiedKeyring, create_engine
+from idgate.adapters.store import (
+    DatabaseOptions,
+    KeyMaintenance,
+    SqlVerificationStore,
+    VerifiedKeyring,
+    open_database,
+    schema,
+)
 from idgate.domain import (
     Certification,
     IdentityAlreadyBound,
@@ -31,6 +39,7 @@ from idgate.domain import (
     Verdict,
     new_decision_id,
 )
+from tests.databases import Kind, create_postgres_database, drop_postgres_database, postgres_url
 from tests.fakes import T0, FixedClock, a_certification, a_result
 
 T = TypeVar("T")
@@ -53,20 +62,30 @@ PERSONS = [
 
 
 class IdentityStoreMachine(RuleBasedStateMachine):
+    kind: Kind = "sqlite"
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.folder = tempfile.TemporaryDirectory()
         self.keys = KeyringSource(Path(self.folder.name) / "keyring.json")
         self.keys.save(Keyring.generate(), create=True)
-        self.engine = create_engine(
-            f"sqlite+aiosqlite:///{Path(self.folder.name) / 'model.db'}", write_transactions=True
+        self.postgres = create_postgres_database() if self.kind == "postgresql" else None
+        url = (
+            postgres_url(self.postgres)
+            if self.postgres
+            else f"sqlite+aiosqlite:///{Path(self.folder.name) / 'model.db'}"
         )
-        self.run(SqlVerificationStore.create_schema_on(self.engine))
+        self.stack = contextlib.AsyncExitStack()
+        database = self.run(
+            self.stack.enter_async_context(open_database(DatabaseOptions(url=url), write_transactions=True))
+        )
+        self.run(schema.upgrade(database.engine))
+        self.engine = database.engine
         clock = FixedClock()
         # The store and the operator's commands share one keyring source, as they share the file.
         self.store = SqlVerificationStore(
-            self.engine, VerifiedKeyring(self.keys.current, self.engine, clock), clock
+            database, VerifiedKeyring(self.keys.current, self.engine, clock), clock
         )
         self.jobs = KeyMaintenance(self.engine, self.keys, clock)
         self.bound: dict[str, Certification] = {}  # the model: subject → person
@@ -76,10 +95,11 @@ class IdentityStoreMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
-        self.run(self.store.aclose())
-        self.run(self.engine.dispose())
+        self.run(self.stack.aclose())
         self.loop.close()
         self.folder.cleanup()
+        if self.postgres:
+            drop_postgres_database(self.postgres)
 
     @rule(subject=st.sampled_from(SUBJECTS), person=st.integers(0, 4))
     def bind(self, subject: str, person: int) -> None:
@@ -180,5 +200,12 @@ class IdentityStoreMachine(RuleBasedStateMachine):
                 )
 
 
-TestIdentityStore = IdentityStoreMachine.TestCase
-TestIdentityStore.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
+class PostgresIdentityStoreMachine(IdentityStoreMachine):
+    kind: Kind = "postgresql"
+
+
+MODEL_RUNS = settings(max_examples=25, stateful_step_count=20, deadline=None)
+TestIdentityStoreOnSqlite = IdentityStoreMachine.TestCase
+TestIdentityStoreOnSqlite.settings = MODEL_RUNS
+TestIdentityStoreOnPostgres = PostgresIdentityStoreMachine.TestCase
+TestIdentityStoreOnPostgres.settings = MODEL_RUNS

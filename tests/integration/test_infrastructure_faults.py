@@ -13,7 +13,8 @@ import httpx
 
 from idgate.adapters.crypto import Keyring, KeyringSource
 from idgate.entrypoints.settings import Settings
-from tests.conftest import Sandbox, prepared_certification
+from tests.conftest import Sandbox, only_sqlite, prepared_certification
+from tests.databases import TestDatabase
 from tests.e2e.test_cli import assert_clean_failure, idgate
 
 # The server looks at the keyring file at most once a second.
@@ -24,12 +25,8 @@ async def verify(api: httpx.AsyncClient, body: dict[str, str]) -> httpx.Response
     return await api.post("/certifications", json=body)
 
 
-def consumed(tmp_path: Path, imp_uid: str) -> bool:
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        return (
-            db.execute("select 1 from consumed_certifications where imp_uid = ?", (imp_uid,)).fetchone()
-            is not None
-        )
+def consumed(database: TestDatabase, imp_uid: str) -> bool:
+    return bool(database.rows("select 1 from consumed_certifications where imp_uid = ?", [imp_uid]))
 
 
 def keyring_text(settings: Settings) -> str:
@@ -54,7 +51,7 @@ def problem(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 
 async def test_a_keyring_swapped_under_a_running_server_is_refused(
-    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, tmp_path: Path
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, database: TestDatabase
 ) -> None:
     first = await verify(api, await prepared_certification(api, sandbox, "adult", "acct-1"))
     assert first.json()["verdict"] == "allow"
@@ -65,7 +62,7 @@ async def test_a_keyring_swapped_under_a_running_server_is_refused(
     body = await prepared_certification(api, sandbox, "adult", "acct-2")
     refused = problem(await verify(api, body), 500, "keyring_mismatch")
     assert "keyring" not in refused["detail"].split(";")[1]  # the client learns no path or key id
-    assert not consumed(tmp_path, body["imp_uid"])
+    assert not consumed(database, body["imp_uid"])
     ready = await api.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["keyring"] == "keyring_mismatch"
@@ -77,12 +74,14 @@ async def test_a_keyring_swapped_under_a_running_server_is_refused(
     assert [r["code"] for r in again.json()["reasons"]] == ["age_ok", "identity_bound_elsewhere"]
 
 
-async def test_a_wrong_keyring_stops_serve_and_keys_status_names_it(sandbox: Sandbox, tmp_path: Path) -> None:
+async def test_a_wrong_keyring_stops_serve_and_keys_status_names_it(
+    sandbox: Sandbox, tmp_path: Path, database: TestDatabase
+) -> None:
     env = {
         "IDGATE_PORTONE_URL": sandbox.url,
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
-        "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/idgate.db",
+        "IDGATE_DATABASE_URL": database.url,
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
     }
     assert (await idgate("keys", "generate", env=env)).code == 0
@@ -100,12 +99,11 @@ async def test_a_wrong_keyring_stops_serve_and_keys_status_names_it(sandbox: San
     assert "index key 1 is not the key the database recorded" in status.err
     other = await idgate("verify", await sandbox.certify("adult"), "--subject", "acct-2", env=env)
     assert_clean_failure(other, 4, "keyring_mismatch")
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        assert db.execute("select subject from identities").fetchall() == [("acct-1",)]
+    assert database.rows("select subject from identities") == [("acct-1",)]
 
 
 async def test_a_broken_keyring_file_fails_verifications_with_503_and_consumes_nothing(
-    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, tmp_path: Path
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, database: TestDatabase
 ) -> None:
     original = keyring_text(settings)
     replace_keyring(settings, "{ this is not a keyring")
@@ -113,7 +111,7 @@ async def test_a_broken_keyring_file_fails_verifications_with_503_and_consumes_n
     body = await prepared_certification(api, sandbox, "adult", "acct-1")
     refused = problem(await verify(api, body), 503, "keyring_unavailable")
     assert "not a keyring" not in refused["detail"]
-    assert not consumed(tmp_path, body["imp_uid"])
+    assert not consumed(database, body["imp_uid"])
     ready = await api.get("/readyz")
     assert (ready.status_code, ready.json()["checks"]["keyring"]) == (503, "keyring_unavailable")
 
@@ -125,6 +123,7 @@ async def test_a_broken_keyring_file_fails_verifications_with_503_and_consumes_n
     assert (await api.get("/readyz")).status_code == 200
 
 
+@only_sqlite
 async def test_a_deleted_database_file_answers_503_instead_of_losing_decisions(
     api: httpx.AsyncClient, sandbox: Sandbox, tmp_path: Path
 ) -> None:

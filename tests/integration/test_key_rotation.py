@@ -1,18 +1,20 @@
-"""Rotation and re-encryption on a real SQLite file, while verifications keep arriving."""
+"""Rotation and re-encryption on a real database (SQLite and PostgreSQL), while verifications keep
+arriving."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
+from datetime import date
 
 import httpx
+import psycopg
 import pytest
 
 from idgate.domain import KeyInUse, KeyIsPrimary
 from idgate.entrypoints.bootstrap import operations
 from idgate.entrypoints.settings import Settings
-from tests.conftest import Sandbox, prepared_certification
+from tests.conftest import Sandbox, only_postgresql, prepared_certification
+from tests.databases import TestDatabase, libpq_url
 
 
 async def bind(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: str) -> str:
@@ -23,13 +25,12 @@ async def bind(api: httpx.AsyncClient, sandbox: Sandbox, person: str, subject: s
     return verdict
 
 
-def key_ids(tmp_path: Path) -> set[tuple[int, int]]:
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        return set(db.execute("select key_id, index_key_id from identities").fetchall())
+def key_ids(database: TestDatabase) -> set[tuple[int, int]]:
+    return set(database.rows("select key_id, index_key_id from identities"))
 
 
 async def test_rotation_reencryption_and_retirement(
-    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, tmp_path: Path
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, database: TestDatabase
 ) -> None:
     people = ["adult", "leap-day", "foreigner", "mvno", "inicis-no-di"]
     for i, person in enumerate(people):
@@ -55,7 +56,7 @@ async def test_rotation_reencryption_and_retirement(
         assert await ops.keys.reencrypt_all(batch_size=2, progress=lambda *p: seen.append(p)) == 3
         assert seen == [(2, 3), (3, 3)]
         assert await ops.keys.pending() == 0
-        assert key_ids(tmp_path) == {(2, 2)}
+        assert key_ids(database) == {(2, 2)}
         assert await ops.keys.reencrypt_all() == 0  # a second run does nothing
         await ops.keys.retire(1)
         await ops.keys.retire(1, index=True)
@@ -75,7 +76,7 @@ async def test_rotation_reencryption_and_retirement(
 
 
 async def test_reencryption_is_safe_while_verifications_arrive(
-    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, tmp_path: Path
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, database: TestDatabase
 ) -> None:
     persons = [p for p in sandbox.state.persons if p not in {"minor", "dual-phone-b"}]
     for i, person in enumerate(persons):
@@ -93,6 +94,27 @@ async def test_reencryption_is_safe_while_verifications_arrive(
         assert set(results[1:]) == {"allow"}
         await reencrypt()
         assert await ops.keys.pending() == 0
-    assert key_ids(tmp_path) == {(2, 1)}
-    with sqlite3.connect(tmp_path / "idgate.db") as db:
-        assert db.execute("select count(*) from identities").fetchone() == (len(persons),)
+    assert key_ids(database) == {(2, 1)}
+    assert database.scalar("select count(*) from identities") == len(persons)
+
+
+@only_postgresql
+async def test_reencryption_leaves_a_row_being_rebound_for_later_instead_of_waiting_for_it(
+    api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings, database: TestDatabase
+) -> None:
+    for i in range(5):
+        assert (
+            await bind(api, sandbox, sandbox.state.mint_person(date(1990, 1, 1)).id, f"acct-{i}") == "allow"
+        )
+    async with operations(settings) as ops:
+        await ops.keys.rotate()
+        # A verification rebinding acct-0 holds its row until it commits (its DELETE locks it).
+        with psycopg.connect(libpq_url(database.url)) as verification:
+            verification.execute("SELECT id FROM identities WHERE subject = 'acct-0' FOR UPDATE")
+            rewritten = await asyncio.wait_for(ops.keys.reencrypt_all(batch_size=2), 5)
+            assert rewritten == 4
+            assert await ops.keys.pending() == 1
+            verification.rollback()
+        assert await ops.keys.reencrypt_all() == 1
+        assert await ops.keys.pending() == 0
+    assert key_ids(database) == {(2, 1)}

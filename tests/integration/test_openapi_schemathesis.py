@@ -37,11 +37,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from idgate.adapters.clock import SystemClock
-from idgate.adapters.store import SqlAccessTokens, create_engine
 from idgate.domain import Role
 from idgate.entrypoints.settings import Settings
 from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
+from tests.stores import api_token
 
 Operation = GenericOperation[Any, Any, Any, Any]
 Case = GenericCase[Operation]
@@ -81,11 +80,7 @@ class Seeds:
 
 
 async def _token(settings: Settings, role: Role) -> str:
-    engine = create_engine(settings.database.url)
-    try:
-        return await SqlAccessTokens(engine, SystemClock()).create(f"fuzz-{role.value}", role)
-    finally:
-        await engine.dispose()
+    return await api_token(settings, role, f"fuzz-{role.value}")
 
 
 async def _seeds(api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings) -> Seeds:

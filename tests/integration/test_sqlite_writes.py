@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from idgate.adapters.store import SqlVerificationStore
+from idgate.adapters.store.database import sqlite_pragmas
 from idgate.adapters.store.runner import SqliteRunner, Transaction
-from idgate.adapters.store.sql import sqlite_pragmas
 from idgate.domain import PolicyDecision, Verdict
 from idgate.domain.decisions import new_decision_id
+from tests.conftest import Templates
+from tests.databases import sqlite_database
 from tests.fakes import a_certification
-from tests.stores import sqlite_store
+from tests.stores import sql_store
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -39,8 +41,8 @@ def a_decision(n: int) -> PolicyDecision:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlVerificationStore]:
-    async with sqlite_store(tmp_path) as store:
+async def store(tmp_path: Path, templates: Templates) -> AsyncIterator[SqlVerificationStore]:
+    async with sql_store(sqlite_database(tmp_path, templates.sqlite()), tmp_path) as store:
         yield store
 
 
@@ -98,6 +100,8 @@ def commits_in_wal(database: Path) -> int:
     header with the page size at offset 8, then frames of a 24-byte header and one page.
     """
     wal = database.with_name(database.name + "-wal").read_bytes()
+    if not wal:  # nothing written since the file was opened
+        return 0
     (page_size,) = struct.unpack_from(">I", wal, 8)
     commits = 0
     for offset in range(32, len(wal) - 24, 24 + page_size):
@@ -133,25 +137,28 @@ def open_sqlite_temp_files() -> list[str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads open files from /proc")
-async def test_a_write_journals_its_savepoint_in_memory_not_in_a_temporary_file(tmp_path: Path) -> None:
-    async with sqlite_store(tmp_path):  # the schema
-        pass
+async def test_a_write_journals_its_savepoint_in_memory_not_in_a_temporary_file(
+    tmp_path: Path, templates: Templates
+) -> None:
+    sqlite_database(tmp_path, templates.sqlite())
     pragmas = sqlite_pragmas("full")
     runner = SqliteRunner(
         tmp_path / "idgate.db", prepare=lambda connection: pragmas(connection, None), check=lambda: None
     )
 
-    def insert(sql: Transaction) -> None:
+    async def insert(sql: Transaction) -> None:
         rows = [{"i": f"imp_{n}", "d": f"{n:040}", "at": NOW} for n in range(2000)]
-        sql.execute_many(
+        await sql.execute_many(
             "INSERT INTO consumed_certifications (imp_uid, decision_id, consumed_at) VALUES (:i, :d, :at)",
             rows,
         )
 
-    def change_and_look(sql: Transaction) -> list[str]:
+    async def change_and_look(sql: Transaction) -> list[str]:
         # SQLite journals each page that a savepoint changes and that existed before it, for ROLLBACK
         # TO; past 64 KiB that journal spills into a temporary file unless temp_store is MEMORY.
-        sql.execute("UPDATE consumed_certifications SET decision_id = 'x' || substr(decision_id, 2)", {})
+        await sql.execute(
+            "UPDATE consumed_certifications SET decision_id = 'x' || substr(decision_id, 2)", {}
+        )
         return open_sqlite_temp_files()
 
     try:
