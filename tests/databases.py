@@ -87,13 +87,11 @@ class TestDatabase:
                     bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode() for v in values
                 )
             db.execute("CHECKPOINT")
-            folder = (
-                Path(db.execute("SHOW data_directory").fetchone()[0])
-                / "base"
-                / str(  # type: ignore[index]
-                    db.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]  # type: ignore[index]
-                )
-            )
+            data_directory = db.execute("SHOW data_directory").fetchone()
+            oid = db.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+        if data_directory is None or oid is None:
+            return found
+        folder = Path(data_directory[0]) / "base" / str(oid[0])
         with contextlib.suppress(OSError):
             for file in folder.iterdir():
                 found[f"file {file.name}"] = file.read_bytes()
