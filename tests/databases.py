@@ -45,6 +45,14 @@ class TestDatabase:
     url: str  # for [database] url
     path: Path | None = None  # the SQLite file
 
+    def sync_engine(self) -> sa.Engine:
+        """A synchronous SQLAlchemy engine on this database (pysqlite or psycopg), for Alembic in tests."""
+        if self.path is not None:
+            return sa.create_engine(f"sqlite:///{self.path}", poolclass=sa.NullPool)
+        return sa.create_engine(
+            sa.make_url(self.url).set(drivername="postgresql+psycopg"), poolclass=sa.NullPool
+        )
+
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query written with `?` placeholders; rows as tuples (bytes for binary columns)."""
         if self.path is not None:

@@ -65,8 +65,9 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
         return await connection.run_sync(upgrade_connection)
 
 
-def upgrade_connection(connection: sa.Connection) -> tuple[str | None, str]:
-    """`upgrade` on an open connection, inside its transaction (any driver, sync)."""
+def upgrade_connection(connection: sa.Connection, target: str = "head") -> tuple[str | None, str]:
+    """`upgrade` on an open connection, inside its transaction (any driver, sync); tests name an
+    older `target` to make the databases earlier idgates made."""
     if connection.dialect.name == "postgresql":
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key("schema"))))
     before = _current(connection)
@@ -74,8 +75,8 @@ def upgrade_connection(connection: sa.Connection) -> tuple[str | None, str]:
     _known(before)
     if before == UNSTAMPED_FIRST and MigrationContext.configure(connection).get_current_revision() is None:
         command.stamp(config, UNSTAMPED_FIRST)
-    command.upgrade(config, "head")
-    return before, head()
+    command.upgrade(config, target)
+    return before, _current(connection) or target
 
 
 def _known(revision: str | None) -> None:
