@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -125,6 +126,35 @@ class PreparedRequest:
     subject: str | None
     created_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuota:
+    """At most `limit` requests in each `window` from one client (an address; opaque to the domain).
+
+    Windows are fixed, counted from a shared origin, so every worker and every store agrees on them.
+    """
+
+    client: str
+    limit: int
+    window: timedelta
+
+    def window_at(self, at: datetime) -> tuple[datetime, int]:
+        """The start of the window `at` falls in, and the whole seconds until the next one begins."""
+        elapsed = (at - _WINDOWS_FROM) % self.window
+        return at - elapsed, max(1, math.ceil((self.window - elapsed).total_seconds()))
+
+
+_WINDOWS_FROM = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """How many rows a purge removed, by what they were."""
+
+    prepared_requests: int = 0
+    consumed_certifications: int = 0
+    request_counts: int = 0
 
 
 class Role(enum.StrEnum):

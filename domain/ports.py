@@ -14,6 +14,8 @@ from .model import (
     PolicyResult,
     PreparedRequest,
     Principal,
+    Purged,
+    RequestQuota,
     Role,
     TokenInfo,
     VerifiedIdentity,
@@ -31,7 +33,12 @@ class CertificationProvider(Protocol):
 class VerificationStore(Protocol):
     """What idgate remembers: prepared requests, consumed imp_uids and decisions."""
 
-    async def save_prepared_request(self, request: PreparedRequest) -> None: ...
+    async def save_prepared_request(
+        self, request: PreparedRequest, *, quota: RequestQuota | None = None
+    ) -> None:
+        """Keep the request. With a quota, count it against the client's window first (across every
+        worker sharing the store) and raise TooManyRequests, keeping nothing, when the window is full."""
+        ...
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
         """The prepared request, or None when it was never issued or was already used."""
@@ -55,6 +62,13 @@ class VerificationStore(Protocol):
         ...
 
     async def get_decision(self, decision_id: str) -> PolicyDecision | None: ...
+
+    async def purge(
+        self, *, prepared_expired_before: datetime, consumed_before: datetime, counted_before: datetime
+    ) -> Purged:
+        """Delete prepared requests that expired, consumed imp_uids and request counts older than the
+        given instants, in small batches beside live traffic. Decisions are never purged."""
+        ...
 
 
 class Clock(Protocol):

@@ -32,6 +32,8 @@ from .model import (
     PolicyResult,
     PreparedRequest,
     Principal,
+    Purged,
+    RequestQuota,
     Role,
     Verdict,
     VerifiedIdentity,
@@ -75,6 +77,17 @@ class VerificationRules:
     require_prepare: bool = True
     prepare_ttl: timedelta = timedelta(minutes=15)
     max_certification_age: timedelta = timedelta(minutes=30)
+    prepare_limit: int = 0  # prepares per client and window; 0: no limit
+    prepare_window: timedelta = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How long the rows that only serve replay protection are kept."""
+
+    prepared_requests: timedelta = timedelta(days=1)  # after their expiry
+    consumed_certifications: timedelta = timedelta(days=30)  # no shorter than max_certification_age
+    request_counts: timedelta = timedelta(minutes=1)  # past windows count for nothing
 
 
 def validate_imp_uid(imp_uid: str) -> str:
@@ -105,9 +118,18 @@ def validate_merchant_uid(merchant_uid: str | None) -> str | None:
 
 
 async def prepare(
-    *, subject: str | None, store: VerificationStore, clock: Clock, rules: VerificationRules
+    *,
+    subject: str | None,
+    client: str | None = None,
+    store: VerificationStore,
+    clock: Clock,
+    rules: VerificationRules,
 ) -> PreparedRequest:
-    """Issue a single-use merchant_uid for the verification window, bound to the subject."""
+    """Issue a single-use merchant_uid for the verification window, bound to the subject.
+
+    `client` (the caller's address) is held to `rules.prepare_limit`: anyone can call prepare, and
+    every call keeps a row until it expires.
+    """
     subject = validate_subject(subject)
     now = clock.now()
     request = PreparedRequest(
@@ -116,8 +138,23 @@ async def prepare(
         created_at=now,
         expires_at=now + rules.prepare_ttl,
     )
-    await store.save_prepared_request(request)
+    quota = (
+        RequestQuota(client=client, limit=rules.prepare_limit, window=rules.prepare_window)
+        if client and rules.prepare_limit
+        else None
+    )
+    await store.save_prepared_request(request, quota=quota)
     return request
+
+
+async def purge_expired(*, store: VerificationStore, clock: Clock, retention: Retention) -> Purged:
+    """Delete what replay protection no longer needs; decisions stay."""
+    now = clock.now()
+    return await store.purge(
+        prepared_expired_before=now - retention.prepared_requests,
+        consumed_before=now - retention.consumed_certifications,
+        counted_before=now - retention.request_counts,
+    )
 
 
 async def verify(

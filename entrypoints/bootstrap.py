@@ -29,6 +29,7 @@ from idgate.adapters.store import (
     SqlVerificationStore,
     VerifiedKeyring,
     open_database,
+    parse_url,
     schema,
 )
 from idgate.domain import (
@@ -41,10 +42,11 @@ from idgate.domain import (
     PolicyDecision,
     PolicyEvaluator,
     PreparedRequest,
+    Purged,
     VerificationStore,
     services,
 )
-from idgate.domain.services import VerificationRules
+from idgate.domain.services import Retention, VerificationRules
 from idgate.policies.engine import PluginPolicyEvaluator, configure, load_catalog, new_plugin_manager
 
 from .settings import Settings
@@ -69,10 +71,16 @@ class Container:
     policies: PolicyEvaluator
     clock: Clock
     rules: VerificationRules
+    retention: Retention
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
-    async def prepare(self, subject: str | None) -> PreparedRequest:
-        return await services.prepare(subject=subject, store=self.store, clock=self.clock, rules=self.rules)
+    async def prepare(self, subject: str | None, client: str | None = None) -> PreparedRequest:
+        return await services.prepare(
+            subject=subject, client=client, store=self.store, clock=self.clock, rules=self.rules
+        )
+
+    async def purge(self) -> Purged:
+        return await services.purge_expired(store=self.store, clock=self.clock, retention=self.retention)
 
     async def verify(self, imp_uid: str, merchant_uid: str | None, subject: str | None) -> PolicyDecision:
         return await services.verify(
@@ -136,6 +144,7 @@ async def bootstrap(
             policies=policies,
             clock=clock,
             rules=verification_rules(settings),
+            retention=retention(settings),
             readiness=readiness,
         )
 
@@ -147,6 +156,14 @@ class Operations:
     keys: KeyMaintenance
     vault: IdentityVault
     tokens: AccessTokens
+    verifications: VerificationStore
+    clock: Clock
+    retention: Retention
+
+    async def purge(self) -> Purged:
+        return await services.purge_expired(
+            store=self.verifications, clock=self.clock, retention=self.retention
+        )
 
 
 @contextlib.asynccontextmanager
@@ -159,7 +176,12 @@ async def operations(settings: Settings, *, clock: Clock | None = None) -> Async
         engine = db.engine
         vault = SqlVerificationStore(db, VerifiedKeyring(source.current, engine, clock), clock)
         yield Operations(
-            keys=KeyMaintenance(engine, source, clock), vault=vault, tokens=SqlAccessTokens(engine, clock)
+            keys=KeyMaintenance(engine, source, clock),
+            vault=vault,
+            tokens=SqlAccessTokens(engine, clock),
+            verifications=vault,
+            clock=clock,
+            retention=retention(settings),
         )
 
 
@@ -182,11 +204,22 @@ def verified_keyring(settings: Settings, engine: AsyncEngine, clock: Clock) -> V
 
 
 def verification_rules(settings: Settings) -> VerificationRules:
-    v = settings.verification
+    v, http = settings.verification, settings.http
     return VerificationRules(
         require_prepare=v.require_prepare,
         prepare_ttl=timedelta(seconds=v.prepare_ttl_seconds),
         max_certification_age=timedelta(seconds=v.max_certification_age_seconds),
+        prepare_limit=http.prepare_rate_limit,
+        prepare_window=timedelta(seconds=http.prepare_rate_window_seconds),
+    )
+
+
+def retention(settings: Settings) -> Retention:
+    r = settings.retention
+    return Retention(
+        prepared_requests=timedelta(days=r.prepared_request_days),
+        consumed_certifications=timedelta(days=r.consumed_certification_days),
+        request_counts=timedelta(seconds=settings.http.prepare_rate_window_seconds),
     )
 
 
@@ -213,6 +246,16 @@ async def portone_v1(settings: Settings) -> AsyncIterator[PortOneV1Provider]:
             http,
             PortOneV1Credentials(p.imp_key, p.imp_secret),
             retry=RetryPolicy(attempts=p.attempts, backoff_seconds=p.backoff),
+        )
+
+
+def require_shared_database(settings: Settings, workers: int) -> None:
+    """Several workers need a database several processes can write: PostgreSQL."""
+    if parse_url(settings.database.url).get_backend_name() == "sqlite":
+        raise ConfigurationError(
+            f"{workers} workers need PostgreSQL: SQLite lets one process write at a time, and idgate's "
+            "SQLite store batches commits inside one process. Set [database] url to "
+            "postgresql+asyncpg://…, or run one worker (one process uses about one core)."
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -33,6 +33,7 @@ from idgate.domain import (
     KeyringMismatch,
     PolicyDecision,
     Principal,
+    Purged,
     Role,
     TokenInfo,
     Verdict,
@@ -41,39 +42,25 @@ from idgate.domain import (
 from idgate.policies.engine import load_catalog, new_plugin_manager
 from idgate.sandbox import SandboxState, create_sandbox_app
 
+from . import worker
 from .bootstrap import (
     bootstrap,
     check_schema,
     keyring_source,
     operations,
+    require_shared_database,
     schema_revisions,
     upgrade_schema,
 )
 from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW, answer_for
 from .http import create_app
+from .logs import configure_logging
 from .schemas import decision_out
-from .servers import Listener, serve_forever, serving
+from .servers import Listener, serve_forever, serve_workers, serving
 from .settings import DEFAULT_DATA_DIR, INIT_TEMPLATE, Settings, load_settings, with_overrides
 
 T = TypeVar("T")
 log = structlog.get_logger("idgate.cli")
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO, Alembic every step of a migration; idgate logs what
-    # matters itself.
-    for chatty in ("httpx", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-    )
 
 
 def _fail(error: IdgateError) -> NoReturn:
@@ -114,7 +101,7 @@ def _settings(ctx: click.Context) -> Settings:
 def main(ctx: click.Context, config: Path | None, log_level: str | None) -> None:
     """idgate: server-side Korean identity verification (본인인증) through PortOne."""
     level = log_level or ("warning" if ctx.invoked_subcommand == "demo" else "info")
-    _configure_logging(level)
+    configure_logging(level)
     ctx.obj = {"config": config, "log_level": level}
 
 
@@ -162,23 +149,59 @@ def _settings_from(path: Path) -> Settings:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes on one port (PostgreSQL only); a worker that dies is replaced.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Run the HTTP API."""
     settings = _settings(ctx)
+    if workers > 1:
+        try:
+            require_shared_database(settings, workers)
+        except IdgateError as error:
+            _fail(error)
 
-    async def start() -> None:
+    async def check() -> None:
         # Everything the first request needs is built once before listening, so that a wrong option,
-        # a missing keyring or an unreachable database stops here with a clear message.
+        # a missing keyring, an unreachable database or an old schema stops here with a clear message.
         async with bootstrap(settings) as container:
             policies = container.policies
         log.info("policies", enabled=",".join(policies.enabled), policy_set=policies.policy_set)
-        click.echo(f"idgate listening on http://{host}:{port} (OpenAPI at /schema)", err=True)
-        await serve_forever(
-            [Listener(create_app(settings), host, port, "API")], log_level=ctx.obj["log_level"]
-        )
 
-    _run(start)
+    _run(check)
+    listening = f"idgate listening on http://{host}:{port} (OpenAPI at /schema)"
+    trusted = settings.http.forwarded_allow_ips
+    if workers == 1:
+        click.echo(listening, err=True)
+        _run(
+            lambda: serve_forever(
+                [Listener(create_app(settings), host, port, "API")],
+                log_level=ctx.obj["log_level"],
+                forwarded_allow_ips=trusted,
+            )
+        )
+        return
+    # Each worker is a new interpreter that reads its configuration as this one did.
+    if ctx.obj["config"] is not None:
+        os.environ["IDGATE_CONFIG"] = str(Path(ctx.obj["config"]).absolute())
+    os.environ["IDGATE_LOG_LEVEL"] = ctx.obj["log_level"]
+    click.echo(f"{listening}, {workers} workers", err=True)
+    try:
+        serve_workers(
+            worker.APP,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=ctx.obj["log_level"],
+            forwarded_allow_ips=trusted,
+        )
+    except IdgateError as error:
+        _fail(error)
 
 
 @main.command()
@@ -338,6 +361,23 @@ def db_current(ctx: click.Context) -> None:
     click.echo(f"database schema revision: {found or 'none (no idgate tables)'}; this idgate needs {wanted}")
     if found != wanted:
         _run(lambda: check_schema(settings))
+
+
+@db.command("purge")
+@click.pass_context
+def db_purge(ctx: click.Context) -> None:
+    """Delete expired prepared requests, old consumed imp_uids and request counts ([retention])."""
+    settings = _settings(ctx)
+
+    async def purge() -> Purged:
+        async with operations(settings) as ops:
+            return await ops.purge()
+
+    purged = _run(purge)
+    click.echo(
+        f"purged {purged.prepared_requests} prepared requests, {purged.consumed_certifications} consumed "
+        f"imp_uids and {purged.request_counts} request counts; decisions are kept."
+    )
 
 
 # ---- keys --------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ HTTP_ONLY_CODES = MappingProxyType(
         "invalid_request": 400,  # the body or a parameter failed validation
         "not_found": 404,  # no such route
         "method_not_allowed": 405,
+        "request_timeout": 408,  # the body did not arrive within [http] body_timeout_seconds
         "unsupported_media_type": 415,
         "internal_error": 500,  # an unexpected exception; logged with its reference
     }

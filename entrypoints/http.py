@@ -43,11 +43,14 @@ from idgate.domain import (
     PolicyDecision,
     PolicyEvaluator,
     Role,
+    TooManyRequests,
     services,
 )
 
 from .bootstrap import Container, IdentityStore, bootstrap
 from .errors import answer_for
+from .housekeeping import housekeeping
+from .middleware import BodyDeadline
 from .schemas import (
     IMP_UID_PARAMETER,
     MERCHANT_UID_PARAMETER,
@@ -121,12 +124,16 @@ async def _verify(
     "/certifications/prepare",
     status_code=201,
     summary="Issue a single-use merchant_uid",
-    responses=problems(409, 415, 503),
+    description="Limited per client address ([http] prepare_rate_limit, shared by every worker): "
+    "beyond it 429 with Retry-After.",
+    responses=problems(408, 409, 415, 429, 503),
 )
 async def prepare_certification(
-    container: NamedDependency[Container], data: JSONBody[PrepareIn]
+    container: NamedDependency[Container], request: Request[Any, Any, Any], data: JSONBody[PrepareIn]
 ) -> PrepareOut:
-    prepared = await container.prepare(data.subject)
+    # The peer's address, or the client's that a trusted proxy named ([http] forwarded_allow_ips).
+    client = request.client.host if request.client else None
+    prepared = await container.prepare(data.subject, client)
     return PrepareOut(merchant_uid=prepared.merchant_uid, expires_at=prepared.expires_at)
 
 
@@ -134,7 +141,7 @@ async def prepare_certification(
     "/certifications",
     status_code=200,
     summary="Verify an imp_uid and decide",
-    responses=problems(404, 409, 415, 422, 502, 503, 504),
+    responses=problems(404, 408, 409, 415, 422, 502, 503, 504),
 )
 async def verify_certification(
     container: NamedDependency[Container], data: JSONBody[VerifyIn]
@@ -303,12 +310,15 @@ def _domain_problem(error: IdgateError) -> ProblemDetailsException:
             detail=f"{answer.title}; the operator can find reference {reference} in idgate's log.",
             extra={"code": error.code, "reference": reference},
         )
+    headers = {"WWW-Authenticate": "Bearer"} if answer.status == 401 else None
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after_seconds)}
     return ProblemDetailsException(
         status_code=answer.status,
         title=answer.title,
         detail=error.message,
         extra={"code": error.code},
-        headers={"WWW-Authenticate": "Bearer"} if answer.status == 401 else None,
+        headers=headers,
     )
 
 
@@ -360,6 +370,7 @@ _HTTP_CODES = {
     400: "invalid_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     415: "unsupported_media_type",
 }
 
@@ -429,7 +440,8 @@ def create_app(
             settings, provider=provider, store=store, tokens=tokens, policies=policies, clock=clock
         ) as container:
             app.state.container = container
-            yield
+            async with housekeeping(container, settings.retention.purge_interval_seconds):
+                yield
 
     def provide_container(state: State) -> Container:
         container: NamedDependency[Container] = state.container
@@ -453,6 +465,7 @@ def create_app(
         ],
         request_class=JsonRequest,
         lifespan=[lifespan],
+        middleware=[BodyDeadline(seconds=settings.http.body_timeout_seconds)],
         dependencies={"container": Provide(provide_container, sync_to_thread=False)},
         plugins=[
             ProblemDetailsPlugin(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from idgate.domain import ConfigurationError
 
@@ -42,16 +43,29 @@ def bind(host: str, port: int, name: str) -> socket.socket:
     return sock
 
 
+def _config(app: Any, log_level: str, forwarded_allow_ips: Sequence[str], **more: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        access_log=log_level == "info",
+        # X-Forwarded-For names the client only when a trusted proxy sent it (docs/operations.md).
+        proxy_headers=True,
+        forwarded_allow_ips=list(forwarded_allow_ips),
+        **more,
+    )
+
+
 @contextlib.asynccontextmanager
-async def serving(listeners: Sequence[Listener], *, log_level: str = "warning") -> AsyncIterator[list[str]]:
+async def serving(
+    listeners: Sequence[Listener],
+    *,
+    log_level: str = "warning",
+    forwarded_allow_ips: Sequence[str] = ("127.0.0.1",),
+) -> AsyncIterator[list[str]]:
     """Start every listener, yield their base URLs once all accept requests, stop them on exit."""
     sockets = [bind(item.host, item.port, item.name) for item in listeners]
-    servers = [
-        uvicorn.Server(
-            uvicorn.Config(item.app, log_level=log_level, lifespan="on", access_log=log_level == "info")
-        )
-        for item in listeners
-    ]
+    servers = [uvicorn.Server(_config(item.app, log_level, forwarded_allow_ips)) for item in listeners]
     tasks = [
         asyncio.create_task(server.serve(sockets=[sock]))
         for server, sock in zip(servers, sockets, strict=True)
@@ -75,6 +89,32 @@ async def serving(listeners: Sequence[Listener], *, log_level: str = "warning") 
             sock.close()
 
 
-async def serve_forever(listeners: Sequence[Listener], *, log_level: str = "info") -> None:
-    async with serving(listeners, log_level=log_level):
+async def serve_forever(
+    listeners: Sequence[Listener],
+    *,
+    log_level: str = "info",
+    forwarded_allow_ips: Sequence[str] = ("127.0.0.1",),
+) -> None:
+    async with serving(listeners, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips):
         await asyncio.Event().wait()
+
+
+def serve_workers(
+    app: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    forwarded_allow_ips: Sequence[str],
+) -> None:
+    """`workers` processes on one socket bound here, each calling the app factory `app`
+    ("module:function"); uvicorn's supervisor replaces a worker that dies. Returns on SIGINT/SIGTERM."""
+    sock = bind(host, port, "API")
+    config = _config(
+        app, log_level, forwarded_allow_ips, factory=True, workers=workers, loop="uvloop", http="httptools"
+    )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()

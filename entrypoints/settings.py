@@ -19,7 +19,7 @@ from idgate.domain import ConfigurationError
 
 DEFAULT_DATA_DIR = Path(".idgate")
 # Environment variables that are not IDGATE_<SECTION>_<KEY> overrides.
-_NOT_OVERRIDES = frozenset({"IDGATE_CONFIG", "IDGATE_KEYRING"})
+_NOT_OVERRIDES = frozenset({"IDGATE_CONFIG", "IDGATE_KEYRING", "IDGATE_LOG_LEVEL"})
 BUILT_IN_POLICIES = ("age_limit", "duplicate_identity")
 
 
@@ -75,6 +75,26 @@ class HttpSettings(_Section, frozen=True):
     deny_url: str = ""
     demo_page: bool = False
     sandbox_url: str = ""
+    # Seconds a request's body may take to arrive in full; a client that promises a body and sends it
+    # slowly is answered 408 and disconnected instead of holding a connection.
+    body_timeout_seconds: float = 10.0
+    # Proxies whose X-Forwarded-For names the client (for the prepare limit and the access log).
+    forwarded_allow_ips: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    # POST /certifications/prepare per client address and window, across all workers; 0: no limit.
+    prepare_rate_limit: int = 60
+    prepare_rate_window_seconds: int = 60
+
+
+class RetentionSettings(_Section, frozen=True):
+    """How long the rows that only serve replay protection are kept; decisions are never purged."""
+
+    # Prepared merchant_uids, counted from their expiry (used or not).
+    prepared_request_days: float = 1.0
+    # Consumed imp_uids. At least `max_certification_age_seconds`: older certifications are refused
+    # anyway, so a purged imp_uid still cannot be verified twice.
+    consumed_certification_days: float = 30.0
+    # How often `idgate serve` purges by itself; 0 leaves it to `idgate db purge`.
+    purge_interval_seconds: int = 3600
 
 
 class PoliciesSettings(_Section, frozen=True):
@@ -90,6 +110,7 @@ class Settings(_Section, frozen=True):
     keyring: KeyringSettings = KeyringSettings()
     verification: VerificationSettings = VerificationSettings()
     http: HttpSettings = HttpSettings()
+    retention: RetentionSettings = RetentionSettings()
     policies: PoliciesSettings = PoliciesSettings()
 
 
@@ -99,6 +120,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "keyring": KeyringSettings,
     "verification": VerificationSettings,
     "http": HttpSettings,
+    "retention": RetentionSettings,
     "policies": PoliciesSettings,
 }
 
@@ -152,7 +174,29 @@ def load_settings(explicit: Path | None = None, environ: Mapping[str, str] | Non
         where = f"config file {path}" if path else "configuration"
         raise ConfigurationError(f"{where}: {_readable(exc)}") from exc
     _check_policies(settings.policies)
+    _check_limits(settings)
     return settings
+
+
+def _check_limits(settings: Settings) -> None:
+    """Values that parse but cannot work, named before anything starts."""
+    retention, verification, http = settings.retention, settings.verification, settings.http
+    if retention.consumed_certification_days * 86400 < verification.max_certification_age_seconds:
+        raise ConfigurationError(
+            "[retention] consumed_certification_days is shorter than [verification] "
+            "max_certification_age_seconds: an imp_uid could be purged while PortOne's certification is "
+            "still fresh enough to be verified again. Keep consumed imp_uids at least that long."
+        )
+    if retention.prepared_request_days < 0 or retention.purge_interval_seconds < 0:
+        raise ConfigurationError("[retention] days and purge_interval_seconds cannot be negative.")
+    if http.prepare_rate_limit < 0 or http.prepare_rate_window_seconds < 1:
+        raise ConfigurationError(
+            "[http] prepare_rate_limit must be 0 (no limit) or more, prepare_rate_window_seconds 1 or more."
+        )
+    if http.body_timeout_seconds <= 0:
+        raise ConfigurationError("[http] body_timeout_seconds must be more than 0.")
+    if settings.database.pool_size < 1 or settings.database.connect_timeout <= 0:
+        raise ConfigurationError("[database] pool_size must be 1 or more and connect_timeout more than 0.")
 
 
 def _policy_options_apart(raw: dict[str, Any], path: Path | None) -> None:
@@ -218,6 +262,7 @@ def with_overrides(settings: Settings, **sections: Mapping[str, Any]) -> Setting
         data[section] = {**data[section], **values}
     changed = msgspec.convert(data, Settings)
     _check_policies(changed.policies)
+    _check_limits(changed)
     return changed
 
 
@@ -264,6 +309,16 @@ max_certification_age_seconds = 1800
 cors_origins = []       # e.g. ["https://www.example.com"]
 allow_url = ""          # redirect flow: where to send the browser on allow (empty: answer JSON)
 deny_url = ""           # ... and on deny, review or error
+body_timeout_seconds = 10.0          # a body slower than this is answered 408
+forwarded_allow_ips = ["127.0.0.1"]  # proxies trusted to name the client in X-Forwarded-For
+prepare_rate_limit = 60              # prepares per client address and window (all workers); 0: none
+prepare_rate_window_seconds = 60
+
+[retention]
+# Rows that only serve replay protection; decisions are kept. `idgate db purge` runs it by hand.
+prepared_request_days = 1.0          # after a prepared merchant_uid expires
+consumed_certification_days = 30.0   # at least [verification] max_certification_age_seconds
+purge_interval_seconds = 3600        # 0: only `idgate db purge`
 
 # Eligibility policies. `enabled` alone decides which run (`idgate policies list` shows what is
 # installed); each [policies.<name>] table sets one enabled policy's options.

@@ -173,6 +173,8 @@ def settings_for(tmp_path: Path, database: TestDatabase) -> SettingsFactory:
             },
             database={"url": database.url},
             keyring={"path": str(tmp_path / "keyring.json")},
+            # Tests prepare many verifications from one address; the limit has tests of its own.
+            http={"prepare_rate_limit": 0},
         )
         if not (tmp_path / "keyring.json").exists():
             KeyringSource(tmp_path / "keyring.json").save(Keyring.generate(), create=True)

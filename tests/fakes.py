@@ -24,9 +24,12 @@ from idgate.domain import (
     PolicyResult,
     PreparedRequest,
     Principal,
+    Purged,
+    RequestQuota,
     Role,
     TokenInfo,
     TokenNameTaken,
+    TooManyRequests,
     Verdict,
     VerifiedIdentity,
 )
@@ -91,14 +94,40 @@ class InMemoryVerificationStore:
     prepared: dict[str, PreparedRequest] = field(default_factory=dict)
     used_prepared: set[str] = field(default_factory=set)
     consumed: set[str] = field(default_factory=set)
+    consumed_at: dict[str, datetime] = field(default_factory=dict)
+    request_counts: dict[tuple[str, datetime], int] = field(default_factory=dict)
     decisions: list[PolicyDecision] = field(default_factory=list)
     identities: dict[str, Certification] = field(default_factory=dict)  # by subject
     access_log: list[IdentityAccess] = field(default_factory=list)
     clock: FixedClock = field(default_factory=FixedClock)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def save_prepared_request(self, request: PreparedRequest) -> None:
+    async def save_prepared_request(
+        self, request: PreparedRequest, *, quota: RequestQuota | None = None
+    ) -> None:
+        if quota is not None:
+            window_start, retry_after = quota.window_at(request.created_at)
+            key = (quota.client, window_start)
+            if self.request_counts.get(key, 0) >= quota.limit:
+                raise TooManyRequests("too many prepares from this address", retry_after_seconds=retry_after)
+            self.request_counts[key] = self.request_counts.get(key, 0) + 1
         self.prepared[request.merchant_uid] = request
+
+    async def purge(
+        self, *, prepared_expired_before: datetime, consumed_before: datetime, counted_before: datetime
+    ) -> Purged:
+        prepared = [uid for uid, r in self.prepared.items() if r.expires_at < prepared_expired_before]
+        consumed = [uid for uid, at in self.consumed_at.items() if at < consumed_before]
+        counts = [key for key in self.request_counts if key[1] < counted_before]
+        for uid in prepared:
+            del self.prepared[uid]
+            self.used_prepared.discard(uid)
+        for uid in consumed:
+            del self.consumed_at[uid]
+            self.consumed.discard(uid)
+        for key in counts:
+            del self.request_counts[key]
+        return Purged(len(prepared), len(consumed), len(counts))
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
         if merchant_uid in self.used_prepared:
@@ -124,6 +153,7 @@ class InMemoryVerificationStore:
             ):
                 raise IdentityAlreadyBound("bound elsewhere")
             self.consumed.add(decision.imp_uid)
+            self.consumed_at[decision.imp_uid] = decision.decided_at
             if prepared_merchant_uid is not None:
                 self.used_prepared.add(prepared_merchant_uid)
             if binds and subject is not None:

@@ -130,6 +130,12 @@ class BlindIndexer:
     def primary_key_id(self) -> int:
         return self._keyring().index.primary.id
 
+    def pseudonym(self, purpose: str, value: str) -> str:
+        """A keyed digest of `value` for `purpose` (hex), under the primary index key: something to
+        count or group by that does not keep the value itself (a client's address, say)."""
+        subkey = _subkey(self._keyring().index.primary.material, b"idgate/pseudonym/v1", purpose.encode())
+        return hmac.new(subkey, value.encode(), hashlib.sha256).hexdigest()
+
     @staticmethod
     def _digest(key: Key, kind: str, canonical: bytes) -> bytes:
         subkey = _subkey(key.material, b"idgate/bidx/v1", kind.encode(), NORMALIZATION[kind])

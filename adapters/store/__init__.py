@@ -1,7 +1,7 @@
 """Database-backed store adapters."""
 
 from . import schema
-from .database import Database, DatabaseOptions, open_database
+from .database import Database, DatabaseOptions, open_database, parse_url
 from .identities import IdentityCodec
 from .keyring_check import KeyFinding, VerifiedKeyring, mismatch_message
 from .maintenance import KeyMaintenance, KeyUsage
@@ -20,5 +20,6 @@ __all__ = [
     "VerifiedKeyring",
     "mismatch_message",
     "open_database",
+    "parse_url",
     "schema",
 ]

@@ -31,7 +31,10 @@ from idgate.domain import (
     PolicyResult,
     PreparedRequest,
     Principal,
+    Purged,
+    RequestQuota,
     Role,
+    TooManyRequests,
     Verdict,
     VerifiedIdentity,
 )
@@ -80,14 +83,36 @@ class SqlVerificationStore:
         return AsyncSession(self._engine, expire_on_commit=False)
 
     # ---- VerificationStore --------------------------------------------------------------------
-    async def save_prepared_request(self, request: PreparedRequest) -> None:
+    async def save_prepared_request(
+        self, request: PreparedRequest, *, quota: RequestQuota | None = None
+    ) -> None:
         values = {
             "merchant_uid": request.merchant_uid,
             "subject": request.subject,
             "created_at": request.created_at,
             "expires_at": request.expires_at,
         }
-        await self._sql.write(lambda sql: sql.execute(_INSERT_PREPARED, values))
+        counted = None
+        if quota is not None:
+            await self._keyring.refresh()  # the client's digest is keyed
+            window_start, retry_after = quota.window_at(request.created_at)
+            counted = {
+                "bucket": self._codec.indexer.pseudonym("prepare", quota.client)[:64],
+                "window_start": window_start,
+            }
+
+        async def save(sql: Transaction) -> None:
+            if quota is not None and counted is not None:
+                row = await sql.first(_COUNT_REQUEST, counted)
+                if row is not None and row[0] > quota.limit:
+                    raise TooManyRequests(
+                        f"this address prepared {quota.limit} verifications within "
+                        f"{int(quota.window.total_seconds())} s; wait {retry_after} s and try again.",
+                        retry_after_seconds=retry_after,
+                    )
+            await sql.execute(_INSERT_PREPARED, values)
+
+        await self._sql.write(save)
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
         row = await self._sql.read(lambda sql: sql.first(_PREPARED, {"merchant_uid": merchant_uid}))
@@ -257,6 +282,32 @@ class SqlVerificationStore:
                 driver: Any = raw.driver_connection
                 await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    async def purge(
+        self, *, prepared_expired_before: datetime, consumed_before: datetime, counted_before: datetime
+    ) -> Purged:
+        counts = {}
+        for table, statement, before in (
+            ("prepared_requests", _PURGE_PREPARED, prepared_expired_before),
+            ("consumed_certifications", _PURGE_CONSUMED, consumed_before),
+            ("request_counts", _PURGE_COUNTS, counted_before),
+        ):
+            counts[table] = await self._purge(statement, before)
+        return Purged(**counts)
+
+    async def _purge(self, statement: str, before: datetime) -> int:
+        """Batch after batch, each its own short transaction, so verifications never wait long."""
+        params = {"before": before, "batch": PURGE_BATCH}
+
+        async def one_batch(sql: Transaction) -> int:
+            return await sql.execute(statement, params)
+
+        removed = 0
+        while True:
+            done = await self._sql.write(one_batch)
+            removed += done
+            if done < PURGE_BATCH:
+                return removed
+
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
         async with translated_errors(), self._session() as session:
             row = (
@@ -328,6 +379,24 @@ _DELETE_INDEX = _plain(
     sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.identity_id == sa.bindparam("identity_id"))
 )
 _DELETE_IDENTITY = _plain(sa.delete(IDENTITIES).where(IDENTITIES.c.id == sa.bindparam("identity_id")))
+# Written out: SQLite and PostgreSQL spell an upsert with RETURNING alike, SQLAlchemy's two dialect
+# constructs would only hide that.
+_COUNT_REQUEST = (
+    "INSERT INTO request_counts (bucket, window_start, count) VALUES (:bucket, :window_start, 1) "
+    "ON CONFLICT (bucket, window_start) DO UPDATE SET count = request_counts.count + 1 RETURNING count"
+)
+PURGE_BATCH = 2000
+# At most :batch rows a statement, oldest first by the indexed time; request counts are few (one row a
+# client and window) and go at once.
+_PURGE_PREPARED = (
+    "DELETE FROM prepared_requests WHERE merchant_uid IN "
+    "(SELECT merchant_uid FROM prepared_requests WHERE expires_at < :before LIMIT :batch)"
+)
+_PURGE_CONSUMED = (
+    "DELETE FROM consumed_certifications WHERE imp_uid IN "
+    "(SELECT imp_uid FROM consumed_certifications WHERE consumed_at < :before LIMIT :batch)"
+)
+_PURGE_COUNTS = "DELETE FROM request_counts WHERE window_start < :before"
 
 
 class _ResultRecord(msgspec.Struct, frozen=True):

@@ -1,9 +1,11 @@
-"""One contract for the VerificationStore port, run against the fake and the SQLite store."""
+"""One contract for the VerificationStore port, run against the fake and the SQL store on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -12,6 +14,8 @@ from idgate.domain import (
     Outcome,
     PolicyDecision,
     PreparedRequest,
+    RequestQuota,
+    TooManyRequests,
     Verdict,
     VerificationStore,
     new_decision_id,
@@ -92,3 +96,56 @@ async def test_prepared_requests_are_single_use(store: VerificationStore) -> Non
         )
     assert not await store.is_consumed("imp_2")  # the failed attempt consumed nothing
     assert await store.get_decision(late.decision_id) is None
+
+
+def prepared_at(at: datetime, n: int) -> PreparedRequest:
+    return PreparedRequest(
+        merchant_uid=f"idg_{n}", subject=None, created_at=at, expires_at=at + timedelta(minutes=15)
+    )
+
+
+async def test_a_quota_counts_each_client_in_its_window_and_keeps_nothing_past_it(
+    store: VerificationStore,
+) -> None:
+    quota = RequestQuota(client="198.51.100.7", limit=3, window=timedelta(minutes=1))
+    start, _ = quota.window_at(T0)
+    for n in range(3):
+        await store.save_prepared_request(prepared_at(start + timedelta(seconds=n), n), quota=quota)
+    with pytest.raises(TooManyRequests) as refused:
+        await store.save_prepared_request(prepared_at(start + timedelta(seconds=20), 3), quota=quota)
+    assert refused.value.retry_after_seconds == 40  # until the window ends
+    assert await store.find_prepared_request("idg_3") is None  # refused: nothing kept
+    other = RequestQuota(client="203.0.113.9", limit=3, window=timedelta(minutes=1))
+    await store.save_prepared_request(prepared_at(start + timedelta(seconds=21), 4), quota=other)
+    await store.save_prepared_request(prepared_at(start + timedelta(seconds=22), 5))  # no quota: no limit
+    await store.save_prepared_request(
+        prepared_at(start + timedelta(minutes=1), 6), quota=quota
+    )  # next window
+    assert await store.find_prepared_request("idg_6") is not None
+
+
+async def test_a_purge_removes_what_replay_protection_no_longer_needs_and_no_decision(
+    store: VerificationStore,
+) -> None:
+    for n, at in enumerate([T0 - timedelta(days=3), T0 - timedelta(hours=1), T0]):
+        await store.save_prepared_request(prepared_at(at, n))  # expire 15 minutes later
+        decision = replace(a_decision(f"imp_{n}"), decided_at=at)
+        await store.record_verification(
+            decision=decision, certification=a_certification(), prepared_merchant_uid=None
+        )
+    purged = await store.purge(
+        prepared_expired_before=T0 - timedelta(minutes=30),
+        consumed_before=T0 - timedelta(days=1),
+        counted_before=T0,
+    )
+    assert (purged.prepared_requests, purged.consumed_certifications) == (2, 1)
+    assert await store.find_prepared_request("idg_0") is None
+    assert await store.find_prepared_request("idg_2") is not None
+    assert not await store.is_consumed("imp_0")
+    assert await store.is_consumed("imp_1")
+    again = await store.purge(
+        prepared_expired_before=T0 - timedelta(minutes=30),
+        consumed_before=T0 - timedelta(days=1),
+        counted_before=T0,
+    )
+    assert (again.prepared_requests, again.consumed_certifications) == (0, 0)

@@ -24,6 +24,7 @@ async def test_kill_9_mid_load_loses_no_acknowledged_decision(
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
         "IDGATE_DATABASE_URL": database.url,
+        "IDGATE_HTTP_PREPARE_RATE_LIMIT": "0",  # 120 prepares from one address
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
     }
     assert (await idgate("keys", "generate", env=env)).code == 0

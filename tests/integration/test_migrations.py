@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -21,10 +20,10 @@ from idgate.adapters.store.tables import (
     IDENTITY_INDEX,
     PREPARED_REQUESTS,
 )
-from idgate.domain import Role, StoreConflict
+from idgate.domain import Principal, Role, StoreConflict
 from tests.databases import TestDatabase
 from tests.e2e.test_cli import assert_clean_failure, free_port, idgate
-from tests.fakes import Principal, a_certification
+from tests.fakes import a_certification
 from tests.stores import sql_store
 
 AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -103,7 +102,13 @@ def fill_as_revision_0001(database: TestDatabase, keyring_path: Path) -> dict[st
     engine.dispose()
     return {
         table: database.rows(f"select * from {table} order by 1, 2")  # noqa: S608 - fixed table names
-        for table in ("identities", "identity_index", "decisions", "consumed_certifications", "prepared_requests")
+        for table in (
+            "identities",
+            "identity_index",
+            "decisions",
+            "consumed_certifications",
+            "prepared_requests",
+        )
     }
 
 
@@ -166,10 +171,16 @@ async def test_serve_refuses_a_schema_it_was_not_written_for_and_says_what_to_ru
         "IDGATE_PORTONE_IMP_SECRET": "s",
     }
     serve = ("serve", "--port", str(free_port()))
-    assert_clean_failure(await idgate(*serve, env=env), 5, "schema_out_of_date", "no idgate tables", "idgate db upgrade")
+    assert_clean_failure(
+        await idgate(*serve, env=env), 5, "schema_out_of_date", "no idgate tables", "idgate db upgrade"
+    )
     migrate(empty_database, "0001")
     assert_clean_failure(
-        await idgate(*serve, env=env), 5, "schema revision 0001", f"needs {schema.head()}", "idgate db upgrade"
+        await idgate(*serve, env=env),
+        5,
+        "schema revision 0001",
+        f"needs {schema.head()}",
+        "idgate db upgrade",
     )
     current = await idgate("db", "current", env=env)
     assert current.code == 5
