@@ -32,6 +32,7 @@ from idgate.adapters.store import (
     parse_url,
     schema,
 )
+from idgate.adapters.telemetry import VERIFICATIONS
 from idgate.domain import (
     AccessTokens,
     CertificationProvider,
@@ -39,6 +40,7 @@ from idgate.domain import (
     ConfigurationError,
     IdentityDirectory,
     IdentityVault,
+    IdgateError,
     PolicyDecision,
     PolicyEvaluator,
     PreparedRequest,
@@ -83,17 +85,23 @@ class Container:
         return await services.purge_expired(store=self.store, clock=self.clock, retention=self.retention)
 
     async def verify(self, imp_uid: str, merchant_uid: str | None, subject: str | None) -> PolicyDecision:
-        return await services.verify(
-            imp_uid=imp_uid,
-            merchant_uid=merchant_uid,
-            subject=subject,
-            provider=self.provider,
-            store=self.store,
-            identities=self.identities,
-            policies=self.policies,
-            clock=self.clock,
-            rules=self.rules,
-        )
+        try:
+            decision = await services.verify(
+                imp_uid=imp_uid,
+                merchant_uid=merchant_uid,
+                subject=subject,
+                provider=self.provider,
+                store=self.store,
+                identities=self.identities,
+                policies=self.policies,
+                clock=self.clock,
+                rules=self.rules,
+            )
+        except IdgateError as error:
+            VERIFICATIONS.labels("error", error.code).inc()
+            raise
+        VERIFICATIONS.labels(decision.verdict.value, "").inc()
+        return decision
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,9 @@ import asyncio
 import getpass
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -190,6 +192,12 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     if ctx.obj["config"] is not None:
         os.environ["IDGATE_CONFIG"] = str(Path(ctx.obj["config"]).absolute())
     os.environ["IDGATE_LOG_LEVEL"] = ctx.obj["log_level"]
+    # prometheus_client's multiprocess mode: each worker writes its metrics to files here, and
+    # /metrics on any worker adds them all up.
+    metrics = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        metrics = tempfile.mkdtemp(prefix="idgate-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
     click.echo(f"{listening}, {workers} workers", err=True)
     try:
         serve_workers(
@@ -202,6 +210,9 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
         )
     except IdgateError as error:
         _fail(error)
+    finally:
+        if metrics is not None:
+            shutil.rmtree(metrics, ignore_errors=True)
 
 
 @main.command()

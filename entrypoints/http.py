@@ -30,6 +30,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from litestar.plugins.prometheus import PrometheusController
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
@@ -285,6 +286,12 @@ async def readyz(container: NamedDependency[Container]) -> Response[Readiness]:
     )
 
 
+class MetricsController(PrometheusController):
+    """`GET /metrics`: Prometheus text format; with several workers, all workers' counts added up."""
+
+    include_in_schema = False
+
+
 @get("/demo", media_type=MediaType.HTML, include_in_schema=False)
 async def demo_page(container: NamedDependency[Container]) -> Response[str]:
     http = container.settings.http
@@ -458,6 +465,7 @@ def create_app(
             erase_identity,
             healthz,
             readyz,
+            MetricsController,
             demo_page,
             create_static_files_router(
                 path=DOCS_ASSETS, directories=[DOCS_ASSET_FILES], include_in_schema=False

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import msgspec
 import structlog
 
+from idgate.adapters.telemetry import PORTONE_SECONDS, PORTONE_TOKENS
 from idgate.domain import (
     Carrier,
     Certification,
@@ -168,6 +169,7 @@ class PortOneV1Provider:
             return token.value
 
     async def _fetch_token(self) -> _Token:
+        PORTONE_TOKENS.inc()
         response = await self._send(
             "POST",
             "/users/getToken",
@@ -195,23 +197,29 @@ class PortOneV1Provider:
         if body is not None:
             headers["Content-Type"] = "application/json"
         last_problem = ""
+        route = _route(path)
         for attempt in range(self._retry.attempts):
             if attempt:
                 await asyncio.sleep(self._retry.delay(attempt - 1))
+            started = time.perf_counter()
             try:
                 response = await self._http.send(method, path, headers=headers, body=body)
             except ReadTimedOut as exc:
+                PORTONE_SECONDS.labels(route, "timeout").observe(time.perf_counter() - started)
                 # Not retried: PortOne may still be working on it, and the caller's own deadline runs.
                 raise ProviderTimeout(
                     "PortOne did not answer in time; try again shortly (the timeout is [portone] read_timeout)."
                 ) from exc
             except (ConnectFailed, ExchangeFailed) as exc:
+                PORTONE_SECONDS.labels(route, "failed").observe(time.perf_counter() - started)
                 last_problem = str(exc)
-                log.warning("portone_retry", path=_route(path), attempt=attempt + 1, problem=last_problem)
+                log.warning("portone_retry", path=route, attempt=attempt + 1, problem=last_problem)
                 continue
+            outcome = "server_error" if response.status >= 500 else "ok"
+            PORTONE_SECONDS.labels(route, outcome).observe(time.perf_counter() - started)
             if response.status >= 500:
                 last_problem = f"HTTP {response.status}"
-                log.warning("portone_retry", path=_route(path), attempt=attempt + 1, problem=last_problem)
+                log.warning("portone_retry", path=route, attempt=attempt + 1, problem=last_problem)
                 continue
             return response
         raise ProviderUnavailable(

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 import sqlalchemy as sa
 
+from idgate.adapters.telemetry import STORE_READ, STORE_WRITE
+
 from .errors import ConstraintViolated, translated_errors
 from .runner import Params, Work, record_type
 
@@ -130,19 +132,21 @@ class PostgresRunner:
             await pool.close()
 
     async def read(self, work: Work[T]) -> T:
-        async with (
-            translated_errors(),
-            self._pool.acquire(timeout=self._acquire_timeout) as connection,
-        ):
-            return await work(PostgresTransaction(connection))
+        with STORE_READ.time():
+            async with (
+                translated_errors(),
+                self._pool.acquire(timeout=self._acquire_timeout) as connection,
+            ):
+                return await work(PostgresTransaction(connection))
 
     async def write(self, work: Work[T]) -> T:
-        async with (
-            translated_errors(),
-            self._pool.acquire(timeout=self._acquire_timeout) as connection,
-            connection.transaction(),
-        ):
-            return await work(PostgresTransaction(connection))
+        with STORE_WRITE.time():
+            async with (
+                translated_errors(),
+                self._pool.acquire(timeout=self._acquire_timeout) as connection,
+                connection.transaction(),
+            ):
+                return await work(PostgresTransaction(connection))
 
     async def aclose(self) -> None:
         """The pool belongs to whoever opened it (`open` closes it)."""

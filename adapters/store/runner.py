@@ -42,6 +42,8 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from idgate.adapters.telemetry import STORE_READ, STORE_WRITE
+
 from .errors import ConstraintViolated, translated_errors
 from .tables import naive_utc
 
@@ -214,18 +216,20 @@ class SqliteRunner:
         return connection
 
     async def read(self, work: Work[T]) -> T:
-        async with translated_errors():
-            self._check()
-            return await work(SqliteTransaction(self._reader))
+        with STORE_READ.time():
+            async with translated_errors():
+                self._check()
+                return await work(SqliteTransaction(self._reader))
 
     async def write(self, work: Work[T]) -> T:
-        write = _Write(work, asyncio.get_running_loop().create_future())
-        self._waiting.append(write)
-        if not self._busy:
-            self._start_transaction()
-        async with translated_errors():
-            result: T = await write.done
-            return result
+        with STORE_WRITE.time():
+            write = _Write(work, asyncio.get_running_loop().create_future())
+            self._waiting.append(write)
+            if not self._busy:
+                self._start_transaction()
+            async with translated_errors():
+                result: T = await write.done
+                return result
 
     # ---- one group-commit transaction: begin, run the writes, commit on the thread ----------------
     def _start_transaction(self) -> None:
