@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Sandbox, SettingsFactory, prepared_certification, running_api
 from tests.databases import TestDatabase
@@ -302,3 +303,39 @@ async def test_the_mock_window_refuses_odd_return_urls(sandbox: Sandbox) -> None
     async with httpx.AsyncClient(base_url=sandbox.url) as browser:
         answer = await browser.get("/sandbox/certify", params={"redirect_url": "javascript:alert(1)"})
     assert answer.status_code == 400
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+async def test_metrics_count_verifications_portone_calls_and_store_time(
+    api: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    before = (await api.get("/metrics")).text
+    await api.post("/certifications", json=await prepared_certification(api, sandbox, "adult", "acct-1"))
+    await api.post("/certifications", json=await prepared_certification(api, sandbox, "minor", "acct-2"))
+    replay = await prepared_certification(api, sandbox, "mvno", "acct-3")
+    await api.post("/certifications", json=replay)
+    assert (await api.post("/certifications", json=replay)).status_code == 409
+    answer = await api.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    after = answer.text
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert grew("idgate_verifications_total", result="allow", code="") == 2
+    assert grew("idgate_verifications_total", result="deny", code="") == 1
+    assert grew("idgate_verifications_total", result="error", code="certification_already_used") == 1
+    route = "/certifications/{imp_uid}"
+    assert grew("idgate_portone_request_seconds_count", route=route, outcome="ok") == 3  # not for the replay
+    assert grew("idgate_store_seconds_count", operation="write") == 3 + 3  # 3 prepares, 3 decisions
+    assert metric(after, "idgate_portone_token_requests_total") >= 1
+    assert "imp_" not in after.replace("imp_uid", "")  # no id is a label
