@@ -23,7 +23,9 @@ PORTONE_SECONDS = Histogram(
     ["route", "outcome"],
     buckets=_BUCKETS,
 )
-PORTONE_TOKENS = Counter("idgate_portone_token_requests", "getToken calls to PortOne (each worker keeps its own token).")
+PORTONE_TOKENS = Counter(
+    "idgate_portone_token_requests", "getToken calls to PortOne (each worker keeps its own token)."
+)
 STORE_SECONDS = Histogram(
     "idgate_store_seconds",
     "Time of each store operation on the hot path: a read, or a write until it is committed.",

@@ -21,8 +21,10 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self.mode: Mode = "forward"
+        self._flowing = asyncio.Event()  # set unless blackholed
+        self._flowing.set()
         self._server: asyncio.Server | None = None
-        self._links: set[asyncio.Task[None]] = set()
+        self._links: set[asyncio.Future[tuple[None, None]]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
@@ -43,6 +45,10 @@ class TcpProxy:
 
     def set_mode(self, mode: Mode) -> None:
         self.mode = mode
+        if mode == "blackhole":
+            self._flowing.clear()
+        else:
+            self._flowing.set()
         if mode == "refuse":
             self._cut()
 
@@ -65,21 +71,20 @@ class TcpProxy:
             self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)
         )
         task = asyncio.ensure_future(link)
-        self._links.add(task)  # type: ignore[arg-type]
+        self._links.add(task)
         try:
             await task
         except (asyncio.CancelledError, OSError):
             pass
         finally:
-            self._links.discard(task)  # type: ignore[arg-type]
+            self._links.discard(task)
             for writer in (client_writer, server_writer):
                 self._writers.discard(writer)
                 writer.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
-            while self.mode == "blackhole":
-                await asyncio.sleep(0.05)  # hold the bytes: nothing arrives on the other side
+            await self._flowing.wait()  # blackholed: hold the bytes, nothing arrives on the other side
             if self.mode == "refuse":
                 return
             writer.write(data)

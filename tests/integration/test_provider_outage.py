@@ -29,6 +29,7 @@ async def test_portone_slow_or_failing_under_load(
     sandbox: Sandbox,
     settings_for: SettingsFactory,
     database: TestDatabase,
+    *,
     fault: dict[str, Any],
     status: int,
     code: str,
