@@ -41,15 +41,49 @@ TICKS = os.sysconf("SC_CLK_TCK")
 ADULT, MINOR = "1990-01-01", "2012-05-05"
 
 
+def process_cpu(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (the workers of `idgate serve --workers N`)."""
+    found = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return found
+    for child in children:
+        found += descendants(int(child))
+    return found
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU of every PostgreSQL server process on this machine, by pid (its backends come and go)."""
+    cpu = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    cpu[int(entry.name)] = process_cpu(int(entry.name))
+            except OSError:
+                continue
+    return cpu
+
+
 @dataclass
 class Server:
     name: str
     url: str
     process: asyncio.subprocess.Process
+    database: str = "sqlite"  # "postgresql": its database's CPU is PostgreSQL's, counted apart
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        return sum(process_cpu(pid) for pid in descendants(self.process.pid))
 
 
 @dataclass
@@ -65,6 +99,7 @@ class Cell:
     errors: int
     server_cpu_ms: float  # per request
     sandbox_cpu_ms: float
+    database_cpu_ms: float
     get_token_per_1000: float
 
     @property
@@ -120,9 +155,8 @@ async def gather_limited(jobs: list[Callable[[], Awaitable[str]]], limit: int = 
 class Workload:
     """Fresh requests for one cell: every line names a person and an imp_uid never used before."""
 
-    def __init__(self, sandbox: str, idgate: str) -> None:
+    def __init__(self, sandbox: str) -> None:
         self.sandbox = sandbox
-        self.idgate = idgate
         self.client = httpx.AsyncClient(timeout=30)
 
     async def persons(self, birthday: str, count: int) -> list[str]:
@@ -140,10 +174,10 @@ class Workload:
         imp_uid: str = made.json()["imp_uid"]
         return imp_uid
 
-    async def idgate_lines(self, birthday: str, count: int) -> list[str]:
+    async def idgate_lines(self, idgate: str, birthday: str, count: int) -> list[str]:
         async def line(person: str) -> str:
             prepared = await self.client.post(
-                f"{self.idgate}/certifications/prepare", json={"subject": f"bench-{person}"}
+                f"{idgate}/certifications/prepare", json={"subject": f"bench-{person}"}
             )
             merchant_uid = prepared.json()["merchant_uid"]
             body = {"imp_uid": await self.certify(person, merchant_uid), "merchant_uid": merchant_uid}
@@ -197,6 +231,7 @@ async def run_cell(
     }
     tokens_before = await workload.get_token_calls()
     cpu_before, sandbox_before = server.cpu_seconds(), sandbox.cpu_seconds()
+    database_before = postgres_cpu() if server.database == "postgresql" else {}
     command = [
         "wrk", f"-t{threads}", f"-c{concurrency}", "-d600s", "--timeout", "10s",
         "-s", str(HERE / "wrk_requests.lua"), server.url,
@@ -214,6 +249,8 @@ async def run_cell(
     seconds = time.perf_counter() - started_at
     cpu = server.cpu_seconds() - cpu_before
     sandbox_cpu = sandbox.cpu_seconds() - sandbox_before
+    database_after = postgres_cpu() if server.database == "postgresql" else {}
+    database_cpu = sum(v - database_before.get(pid, 0.0) for pid, v in database_after.items())
     tokens = await workload.get_token_calls() - tokens_before
     process.send_signal(signal.SIGINT)
     out, _ = await process.communicate()
@@ -231,6 +268,7 @@ async def run_cell(
         errors=summary["status_errors"] + summary["socket_errors"],
         server_cpu_ms=(cpu if server is not sandbox else sandbox_cpu) / done * 1000,
         sandbox_cpu_ms=sandbox_cpu / done * 1000,
+        database_cpu_ms=database_cpu / done * 1000,
         get_token_per_1000=tokens / done * 1000,
     )
 
@@ -248,7 +286,7 @@ def print_table(cells: list[Cell]) -> None:
         by_key[cell.target, cell.concurrency].append(cell)
     print(
         f"\n{'target':<22}{'c':>4}{'verif/s':>16}{'p50 ms':>14}{'p99 ms':>14}{'max ms':>10}"
-        f"{'CPU ms/req':>14}{'sandbox CPU':>13}{'getToken/1k':>13}{'non-2xx':>9}"
+        f"{'CPU ms/req':>14}{'sandbox CPU':>13}{'db CPU':>12}{'getToken/1k':>13}{'non-2xx':>9}"
     )
     for (target, concurrency), group in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         print(
@@ -256,6 +294,7 @@ def print_table(cells: list[Cell]) -> None:
             f"{spread([c.p50_ms for c in group]):>14}{spread([c.p99_ms for c in group]):>14}"
             f"{max(c.max_ms for c in group):>10,.0f}{spread([c.server_cpu_ms for c in group], 2):>14}"
             f"{spread([c.sandbox_cpu_ms for c in group], 2):>13}"
+            f"{spread([c.database_cpu_ms for c in group], 2):>12}"
             f"{statistics.mean(c.get_token_per_1000 for c in group):>13,.1f}{sum(c.errors for c in group):>9}"
         )
     print(
@@ -283,34 +322,136 @@ def print_table(cells: list[Cell]) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """One idgate under test: its targets are f"{prefix}-allow" and f"{prefix}-deny"."""
+
+    prefix: str
+    database: str  # "sqlite" or "postgresql"
+    workers: int = 1
+
+
+def deployments(args: argparse.Namespace) -> list[Deployment]:
+    found = []
+    if "sqlite" in args.databases:
+        found.append(Deployment("idgate", "sqlite"))
+    if "postgresql" in args.databases:
+        found += [Deployment(f"idgate-pg{'' if n == 1 else n}", "postgresql", n) for n in args.workers]
+    return found
+
+
+async def run_idgate(*command: str, env: dict[str, str]) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "idgate"), *command, env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL
+    )
+    if await process.wait() != 0:
+        raise SystemExit(f"`idgate {' '.join(command)}` failed for the benchmark")
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(admin_url: str) -> AsyncIterator[str]:
+    """A new database on the PostgreSQL at `admin_url`, dropped afterwards; yields its URL for idgate."""
+    import asyncpg  # noqa: PLC0415 - only the PostgreSQL runs need it
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    name = f"idgate_bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"
+    admin = await asyncpg.connect(sa.make_url(admin_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield (
+            sa.make_url(admin_url).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def start_idgate(
+    stack: contextlib.AsyncExitStack,
+    deployment: Deployment,
+    args: argparse.Namespace,
+    sandbox_url: str,
+    folder: Path,
+) -> Server:
+    """A keyring, a database at the newest schema, and `idgate serve` on a free port."""
+    home = folder / deployment.prefix
+    home.mkdir()
+    url = (
+        f"sqlite+aiosqlite:///{home}/idgate.db"
+        if deployment.database == "sqlite"
+        else await stack.enter_async_context(postgres_database(args.postgres_url))
+    )
+    env = {
+        "IDGATE_PORTONE_URL": sandbox_url,
+        "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
+        "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
+        "IDGATE_DATABASE_URL": url,
+        "IDGATE_KEYRING_PATH": str(home / "keyring.json"),
+        "IDGATE_DATABASE_SQLITE_SYNCHRONOUS": args.sqlite_synchronous,
+        "IDGATE_DATABASE_POOL_SIZE": str(args.pool_size),
+        "IDGATE_HTTP_PREPARE_RATE_LIMIT": "0",  # the benchmark prepares everything from one address
+        "IDGATE_RETENTION_PURGE_INTERVAL_SECONDS": "0",
+    }
+    await run_idgate("keys", "generate", env=env)
+    await run_idgate("db", "upgrade", env=env)
+    port = free_port()
+    command = [str(BIN / "idgate"), "--log-level", "warning", "serve", "--port", str(port)]
+    command += ["--workers", str(deployment.workers)]
+    if args.profile and deployment.prefix == "idgate":
+        # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends
+        # CPU, not where threads wait (a commit's fsync, an idle pool thread).
+        command = [str(BIN / "py-spy"), "record", "--gil", "--format", "raw", "-r", "250", "-o", args.profile, "--", *command]  # fmt: skip
+    server = await stack.enter_async_context(
+        started(deployment.prefix, command, f"http://127.0.0.1:{port}", "/healthz", env)
+    )
+    server.database = deployment.database
+    return server
+
+
+async def run_rounds(
+    args: argparse.Namespace, targets: dict[str, Server], sandbox: Server, workload: Workload, folder: Path
+) -> list[Cell]:
+    cells = []
+    for round_ in range(1, args.rounds + 1):
+        for concurrency in args.concurrency:
+            for target, server in targets.items():
+                wanted_lines = args.requests + concurrency + 2
+                if target == "bare-sandbox-get":
+                    lines = await workload.bare_lines(wanted_lines)
+                elif target.startswith("idgate"):
+                    lines = await workload.idgate_lines(
+                        server.url, ADULT if target.endswith("-allow") else MINOR, wanted_lines
+                    )
+                else:
+                    lines = await workload.naive_lines(wanted_lines)
+                cell = await run_cell(
+                    target,
+                    server,
+                    sandbox=sandbox,
+                    lines=lines,
+                    count=args.requests,
+                    concurrency=concurrency,
+                    round_=round_,
+                    workload=workload,
+                    folder=folder,
+                )
+                cells.append(cell)
+                print(
+                    f"round {round_} c={concurrency:<3} {target:<18} {cell.rate:8,.0f}/s  "
+                    f"p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:7.1f} ms  "
+                    f"CPU {cell.server_cpu_ms:5.2f} ms/req  db {cell.database_cpu_ms:5.2f}  "
+                    f"non-2xx {cell.errors}",
+                    flush=True,
+                )
+    return cells
+
+
 async def main(args: argparse.Namespace) -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: `apt-get install wrk` (make bench installs it)")
     folder = Path(tempfile.mkdtemp(prefix="idgate-bench-"))
-    sandbox_port, idgate_port, naive_port, node_port, floor_port = (free_port() for _ in range(5))
+    sandbox_port, naive_port, node_port, floor_port = (free_port() for _ in range(4))
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    idgate_env = {
-        "IDGATE_PORTONE_URL": sandbox_url,
-        "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
-        "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
-        "IDGATE_DATABASE_URL": f"sqlite+aiosqlite:///{folder}/idgate.db",
-        "IDGATE_KEYRING_PATH": str(folder / "keyring.json"),
-        "IDGATE_DATABASE_SQLITE_SYNCHRONOUS": args.sqlite_synchronous,
-    }
-    keys = await asyncio.create_subprocess_exec(
-        BIN / "idgate",
-        "keys",
-        "generate",
-        env={**os.environ, **idgate_env},
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    if await keys.wait() != 0:
-        raise SystemExit("could not make a keyring for idgate")
-    idgate_command = [str(BIN / "idgate"), "--log-level", "warning", "serve", "--port", str(idgate_port)]
-    if args.profile:  # sample idgate while it works; py-spy writes the profile when idgate stops
-        # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends
-        # CPU, not where threads wait (a commit's fsync, an idle pool thread).
-        idgate_command = [str(BIN / "py-spy"), "record", "--gil", "--format", "raw", "-r", "250", "-o", args.profile, "--", *idgate_command]  # fmt: skip
     sandbox_command = [str(BIN / "idgate"), "--log-level", "warning", "sandbox", "--port", str(sandbox_port)]
     naive_command = [sys.executable, "-m", "benchmarks.naive_handler", "--port", str(naive_port), "--portone", sandbox_url]  # fmt: skip
     floor_command = [sys.executable, "-m", "benchmarks.floor_handler", "--port", str(floor_port), "--portone", sandbox_url]  # fmt: skip
@@ -321,13 +462,10 @@ async def main(args: argparse.Namespace) -> None:
         sandbox = await stack.enter_async_context(
             started("sandbox", sandbox_command, sandbox_url, "/sandbox/stats")
         )
-        idgate = await stack.enter_async_context(
-            started("idgate", idgate_command, f"http://127.0.0.1:{idgate_port}", "/healthz", idgate_env)
-        )
-        naive = await stack.enter_async_context(
+        targets: dict[str, Server] = {"bare-sandbox-get": sandbox}
+        targets["naive-python"] = await stack.enter_async_context(
             started("naive-python", naive_command, f"http://127.0.0.1:{naive_port}", "/")
         )
-        targets: dict[str, Server] = {"bare-sandbox-get": sandbox, "naive-python": naive}
         if with_node:
             targets["naive-node"] = await stack.enter_async_context(
                 started("naive-node", node_command, f"http://127.0.0.1:{node_port}", "/")
@@ -337,46 +475,23 @@ async def main(args: argparse.Namespace) -> None:
         targets["floor-python"] = await stack.enter_async_context(
             started("floor-python", floor_command, f"http://127.0.0.1:{floor_port}", "/")
         )
-        targets["idgate-allow"] = idgate
-        targets["idgate-deny"] = idgate
+        for deployment in deployments(args):
+            wanted = [f"{deployment.prefix}-allow", f"{deployment.prefix}-deny"]
+            if not args.targets or set(wanted) & set(args.targets):
+                server = await start_idgate(stack, deployment, args, sandbox_url, folder)
+                targets.update(dict.fromkeys(wanted, server))
         targets = {
             name: server for name, server in targets.items() if not args.targets or name in args.targets
         }
 
-        workload = Workload(sandbox_url, idgate.url)
-        cells = []
-        for round_ in range(1, args.rounds + 1):
-            for concurrency in args.concurrency:
-                for target, server in targets.items():
-                    wanted = args.requests + concurrency + 2
-                    if target == "bare-sandbox-get":
-                        lines = await workload.bare_lines(wanted)
-                    elif target.startswith("idgate"):
-                        lines = await workload.idgate_lines(
-                            ADULT if target == "idgate-allow" else MINOR, wanted
-                        )
-                    else:
-                        lines = await workload.naive_lines(wanted)
-                    cell = await run_cell(
-                        target,
-                        server,
-                        sandbox=sandbox,
-                        lines=lines,
-                        count=args.requests,
-                        concurrency=concurrency,
-                        round_=round_,
-                        workload=workload,
-                        folder=folder,
-                    )
-                    cells.append(cell)
-                    print(
-                        f"round {round_} c={concurrency:<3} {target:<18} {cell.rate:8,.0f}/s  "
-                        f"p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:7.1f} ms  "
-                        f"CPU {cell.server_cpu_ms:5.2f} ms/req  non-2xx {cell.errors}",
-                        flush=True,
-                    )
+        workload = Workload(sandbox_url)
+        cells = await run_rounds(args, targets, sandbox, workload, folder)
         await workload.client.aclose()
-    print(f"\nidgate on SQLite with synchronous={args.sqlite_synchronous}; {args.requests} requests a cell")
+    print(
+        f"\nSQLite with synchronous={args.sqlite_synchronous}; PostgreSQL with asyncpg, a pool of "
+        f"{args.pool_size} connections a worker; {args.requests} requests a cell. CPU ms/req is idgate's "
+        "(every worker's), db CPU PostgreSQL's server processes'."
+    )
     print_table(cells)
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -391,6 +506,18 @@ def cli() -> None:
     parser.add_argument("--targets", nargs="+", help="only these (e.g. idgate-allow naive-python)")
     parser.add_argument("--profile", help="run idgate under py-spy and write its raw profile here")
     parser.add_argument("--sqlite-synchronous", choices=["full", "normal"], default="full")
+    parser.add_argument(
+        "--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="PostgreSQL: workers of each run"
+    )
+    parser.add_argument("--pool-size", type=int, default=10, help="PostgreSQL: connections a worker")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("IDGATE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="a PostgreSQL where a database may be created for each run",
+    )
     asyncio.run(main(parser.parse_args()))
 
 

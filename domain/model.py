@@ -129,6 +129,15 @@ class PreparedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestState:
+    """What the store knows of a verification request before PortOne is asked: whether its imp_uid was
+    used, and the prepared request its merchant_uid names (None: never issued, or used already)."""
+
+    consumed: bool
+    prepared: PreparedRequest | None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestQuota:
     """At most `limit` requests in each `window` from one client (an address; opaque to the domain).
 

@@ -16,6 +16,7 @@ from .model import (
     Principal,
     Purged,
     RequestQuota,
+    RequestState,
     Role,
     TokenInfo,
     VerifiedIdentity,
@@ -45,6 +46,10 @@ class VerificationStore(Protocol):
         ...
 
     async def is_consumed(self, imp_uid: str) -> bool: ...
+
+    async def request_state(self, imp_uid: str, merchant_uid: str | None) -> RequestState:
+        """`is_consumed` and `find_prepared_request` at once: one read, one round trip."""
+        ...
 
     async def record_verification(
         self, *, decision: PolicyDecision, certification: Certification, prepared_merchant_uid: str | None

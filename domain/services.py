@@ -177,12 +177,15 @@ async def verify(
     validate_subject(subject)
     validate_merchant_uid(merchant_uid)
 
-    if await store.is_consumed(imp_uid):
+    # Both checks in one read: a replayed id must never reach PortOne, and neither may an id whose
+    # merchant_uid idgate did not issue.
+    state = await store.request_state(imp_uid, merchant_uid if rules.require_prepare else None)
+    if state.consumed:
         raise CertificationAlreadyUsed(
             "this imp_uid was already used for a decision; start a new verification in the browser."
         )
     if rules.require_prepare:
-        subject = await _check_prepared(merchant_uid, subject, store=store, clock=clock)
+        subject = _check_prepared(merchant_uid, subject, state.prepared, clock=clock)
 
     certification = await provider.fetch_certification(imp_uid)
 
@@ -280,15 +283,14 @@ async def erase_identity(subject: str, *, accessor: Principal, vault: IdentityVa
         raise IdentityNotFound("no verified identity is bound to this subject; nothing was erased.")
 
 
-async def _check_prepared(
-    merchant_uid: str | None, subject: str | None, *, store: VerificationStore, clock: Clock
+def _check_prepared(
+    merchant_uid: str | None, subject: str | None, prepared: PreparedRequest | None, *, clock: Clock
 ) -> str | None:
     if merchant_uid is None:
         raise MerchantUidRequired(
             "merchant_uid is required: call POST /certifications/prepare first, pass its merchant_uid "
             "to IMP.certification({merchant_uid, ...}) and send it back here together with the imp_uid."
         )
-    prepared = await store.find_prepared_request(merchant_uid)
     if prepared is None:
         raise PreparedRequestInvalid(
             "this merchant_uid was not issued by POST /certifications/prepare or was already used; "

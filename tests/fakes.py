@@ -26,6 +26,7 @@ from idgate.domain import (
     Principal,
     Purged,
     RequestQuota,
+    RequestState,
     Role,
     TokenInfo,
     TokenNameTaken,
@@ -136,6 +137,10 @@ class InMemoryVerificationStore:
 
     async def is_consumed(self, imp_uid: str) -> bool:
         return imp_uid in self.consumed
+
+    async def request_state(self, imp_uid: str, merchant_uid: str | None) -> RequestState:
+        prepared = await self.find_prepared_request(merchant_uid) if merchant_uid is not None else None
+        return RequestState(consumed=imp_uid in self.consumed, prepared=prepared)
 
     async def record_verification(
         self, *, decision: PolicyDecision, certification: Certification, prepared_merchant_uid: str | None

@@ -16,7 +16,14 @@ log = structlog.get_logger("idgate.store")
 
 
 class ConstraintViolated(Exception):
-    """A UNIQUE or PRIMARY KEY constraint refused a write, whichever the database and driver."""
+    """A UNIQUE or PRIMARY KEY constraint refused a write, whichever the database and driver.
+
+    `constraint` names it where the database says (PostgreSQL); SQLite's callers know from the statement.
+    """
+
+    def __init__(self, message: str, constraint: str = "") -> None:
+        super().__init__(message)
+        self.constraint = constraint
 
 
 @contextlib.asynccontextmanager
@@ -43,6 +50,7 @@ async def translated_errors() -> AsyncIterator[None]:
         sqlite3.Error,
         asyncpg.PostgresError,  # from the server: shutting down, too many connections, a lock timeout …
         asyncpg.InterfaceError,  # from the client: the connection is closed or broken
+        asyncpg.exceptions.InternalClientError,  # asyncpg's pool, on a connection the server ended
         OSError,  # refused, reset, unreachable
         TimeoutError,  # no connection, or no answer within [database] connect or statement timeout
     ) as exc:

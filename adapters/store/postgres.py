@@ -69,7 +69,10 @@ class PostgresTransaction:
 
     async def first(self, sql: str, params: Params) -> Any | None:
         text, names = _positional(sql)
-        record = await self._connection.fetchrow(text, *(params[name] for name in names))
+        try:
+            record = await self._connection.fetchrow(text, *(params[name] for name in names))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _violated(exc) from exc
         return None if record is None else _row(record)
 
     async def all(self, sql: str, params: Params) -> list[Any]:
@@ -81,7 +84,7 @@ class PostgresTransaction:
         try:
             status: str = await self._connection.execute(text, *(params[name] for name in names))
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise ConstraintViolated(type(exc).__name__) from exc
+            raise _violated(exc) from exc
         # The command tag: "INSERT 0 1", "UPDATE 3", "DELETE 0".
         return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
 
@@ -90,10 +93,15 @@ class PostgresTransaction:
         try:
             await self._connection.executemany(text, [tuple(row[name] for name in names) for row in rows])
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise ConstraintViolated(type(exc).__name__) from exc
+            raise _violated(exc) from exc
 
     async def lock(self, name: str) -> None:
         await self._connection.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
+
+
+def _violated(exc: asyncpg.IntegrityConstraintViolationError) -> ConstraintViolated:
+    constraint = getattr(exc, "constraint_name", None) or ""
+    return ConstraintViolated(type(exc).__name__, constraint)
 
 
 async def _keep_session(_connection: asyncpg.Connection[Any]) -> None:
@@ -145,6 +153,17 @@ class PostgresRunner:
                 translated_errors(),
                 self._pool.acquire(timeout=self._acquire_timeout) as connection,
                 connection.transaction(),
+            ):
+                return await work(PostgresTransaction(connection))
+
+    async def autocommit(self, work: Work[T]) -> T:
+        """Run `work` outside an explicit transaction: each statement commits by itself. For work that is
+        one statement (a function call doing a whole transaction's writes), that saves BEGIN and COMMIT,
+        two round trips."""
+        with STORE_WRITE.time():
+            async with (
+                translated_errors(),
+                self._pool.acquire(timeout=self._acquire_timeout) as connection,
             ):
                 return await work(PostgresTransaction(connection))
 

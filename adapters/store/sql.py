@@ -9,6 +9,7 @@ earns its keep, the ORM. The same statements run on both databases.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from idgate.domain import (
     Principal,
     Purged,
     RequestQuota,
+    RequestState,
     Role,
     TooManyRequests,
     Verdict,
@@ -43,6 +45,7 @@ from .database import Database
 from .errors import ConstraintViolated, translated_errors
 from .identities import INDEXED, IdentityCodec
 from .keyring_check import VerifiedKeyring
+from .postgres import PostgresRunner, lock_key
 from .runner import Transaction
 from .tables import (
     CONSUMED_CERTIFICATIONS,
@@ -115,21 +118,25 @@ class SqlVerificationStore:
         await self._sql.write(save)
 
     async def find_prepared_request(self, merchant_uid: str) -> PreparedRequest | None:
-        row = await self._sql.read(lambda sql: sql.first(_PREPARED, {"merchant_uid": merchant_uid}))
-        if row is None or row.used_at is not None:
-            return None
-        return PreparedRequest(
-            merchant_uid=row.merchant_uid,
-            subject=row.subject,
-            created_at=as_utc(row.created_at),
-            expires_at=as_utc(row.expires_at),
-        )
+        return (await self.request_state("", merchant_uid)).prepared
 
     async def is_consumed(self, imp_uid: str) -> bool:
-        async def consumed(sql: Transaction) -> bool:
-            return await sql.first(_CONSUMED, {"imp_uid": imp_uid}) is not None
+        return (await self.request_state(imp_uid, None)).consumed
 
-        return await self._sql.read(consumed)
+    async def request_state(self, imp_uid: str, merchant_uid: str | None) -> RequestState:
+        async def state(sql: Transaction) -> Any:
+            return await sql.first(_REQUEST_STATE, {"imp_uid": imp_uid, "merchant_uid": merchant_uid})
+
+        row = await self._sql.read(state)
+        prepared = None
+        if row is not None and row.merchant_uid is not None and row.used_at is None:
+            prepared = PreparedRequest(
+                merchant_uid=row.merchant_uid,
+                subject=row.subject,
+                created_at=as_utc(row.created_at),
+                expires_at=as_utc(row.expires_at),
+            )
+        return RequestState(consumed=row is not None and row.consumed is not None, prepared=prepared)
 
     async def record_verification(
         self,
@@ -139,59 +146,19 @@ class SqlVerificationStore:
         prepared_merchant_uid: str | None,
     ) -> None:
         binds = decision.verdict is Verdict.ALLOW and decision.subject is not None
-        if binds:
+        identity: dict[str, Any] | None = None
+        entries: list[dict[str, object]] = []
+        if binds and decision.subject is not None:
             await self._keyring.refresh()
-
-        async def record(sql: Transaction) -> None:
-            try:
-                # The consumption row goes first: its primary key is the lock that makes a second,
-                # concurrent verification of the same imp_uid fail before anything else is written.
-                await sql.execute(
-                    _INSERT_CONSUMED,
-                    {
-                        "imp_uid": decision.imp_uid,
-                        "decision_id": decision.decision_id,
-                        "consumed_at": decision.decided_at,
-                    },
-                )
-            except ConstraintViolated as exc:
-                raise CertificationAlreadyUsed(
-                    "this imp_uid was already used for a decision; start a new verification in the browser."
-                ) from exc
-            if prepared_merchant_uid is not None:
-                used = await sql.execute(
-                    _USE_PREPARED, {"prepared": prepared_merchant_uid, "at": decision.decided_at}
-                )
-                if used != 1:
-                    raise CertificationAlreadyUsed(
-                        "this merchant_uid was already used by another verification; prepare a new one."
-                    )
-            if binds and decision.subject is not None:
-                await self._bind_identity(sql, decision.subject, certification, decision.decided_at)
-            await sql.execute(_INSERT_DECISION, _decision_values(decision))
-
-        await self._sql.write(record)
-
-    async def _bind_identity(
-        self, sql: Transaction, subject: str, certification: Certification, at: datetime
-    ) -> None:
-        # Two verifications of one subject take turns from here: each replaces what the other bound.
-        await sql.lock(f"subject:{subject}")
-        previous = await sql.first(_IDENTITY_OF, {"subject": subject})
-        if previous is not None:  # re-verification: the new identity replaces the old one
-            await _delete_identity(sql, previous.id)
-        row = self._codec.new_row(subject, certification, at)
-        await sql.execute(_INSERT_IDENTITY, row)
-        entries = list(
-            self._codec.index_entries(
-                row["id"], {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
-            )
-        )
-        try:
-            if entries:
-                await sql.execute_many(_INSERT_INDEX, entries)
-        except ConstraintViolated as exc:
-            raise IdentityAlreadyBound("this person is already bound to another subject.") from exc
+            # Encrypted and indexed before the transaction begins, so it holds its locks briefly.
+            identity = self._codec.new_row(decision.subject, certification, decision.decided_at)
+            values = {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
+            entries = list(self._codec.index_entries(identity["id"], values))
+        rows = _VerificationRows(decision, prepared_merchant_uid, identity, entries)
+        if isinstance(self._sql, PostgresRunner):
+            await self._sql.autocommit(rows.in_one_call)
+        else:
+            await self._sql.write(rows.statement_by_statement)
 
     # ---- IdentityDirectory --------------------------------------------------------------------
     async def subjects_with_ci(self, ci: str) -> list[str]:
@@ -316,6 +283,100 @@ class SqlVerificationStore:
         return None if row is None else _decision_from_row(row)
 
 
+_IMP_UID_USED = "this imp_uid was already used for a decision; start a new verification in the browser."
+_MERCHANT_UID_USED = "this merchant_uid was already used by another verification; prepare a new one."
+_PERSON_BOUND = "this person is already bound to another subject."
+
+
+@dataclass(frozen=True, slots=True)
+class _VerificationRows:
+    """Everything one verification writes, made before its transaction: the consumption, the prepared
+    request's use, the identity (allow with a subject only) with its index rows, and the decision."""
+
+    decision: PolicyDecision
+    prepared_merchant_uid: str | None
+    identity: dict[str, Any] | None
+    index_entries: list[dict[str, object]]
+
+    async def statement_by_statement(self, sql: Transaction) -> None:
+        decision = self.decision
+        consumed = {
+            "imp_uid": decision.imp_uid,
+            "decision_id": decision.decision_id,
+            "consumed_at": decision.decided_at,
+        }
+        try:
+            # The consumption row goes first: its primary key is the lock that makes a second,
+            # concurrent verification of the same imp_uid fail before anything else is written.
+            await sql.execute(_INSERT_CONSUMED, consumed)
+        except ConstraintViolated as exc:
+            raise CertificationAlreadyUsed(_IMP_UID_USED) from exc
+        if self.prepared_merchant_uid is not None:
+            used = await sql.execute(
+                _USE_PREPARED, {"prepared": self.prepared_merchant_uid, "at": decision.decided_at}
+            )
+            if used != 1:
+                raise CertificationAlreadyUsed(_MERCHANT_UID_USED)
+        if self.identity is not None:
+            subject = self.identity["subject"]
+            # Two verifications of one subject take turns from here: each replaces what the other bound.
+            await sql.lock(f"subject:{subject}")
+            previous = await sql.first(_IDENTITY_OF, {"subject": subject})
+            if previous is not None:  # re-verification: the new identity replaces the old one
+                await _delete_identity(sql, previous.id)
+            await sql.execute(_INSERT_IDENTITY, self.identity)
+            try:
+                if self.index_entries:
+                    await sql.execute_many(_INSERT_INDEX, self.index_entries)
+            except ConstraintViolated as exc:
+                raise IdentityAlreadyBound(_PERSON_BOUND) from exc
+        await sql.execute(_INSERT_DECISION, _decision_values(decision))
+
+    async def in_one_call(self, sql: Transaction) -> None:
+        """The same writes as one call of the function revision 0003 installs on PostgreSQL."""
+        decision, identity, entries = self.decision, self.identity or {}, self.index_entries
+        values = _decision_values(decision)
+        try:
+            await sql.first(
+                _RECORD_VERIFICATION,
+                {
+                    "imp_uid": decision.imp_uid,
+                    "decision_id": decision.decision_id,
+                    "at": decision.decided_at,
+                    "prepared": self.prepared_merchant_uid,
+                    "lock": lock_key(f"subject:{identity['subject']}") if identity else None,
+                    **{f"identity_{column}": identity.get(column) for column in _IDENTITY_ARGUMENTS},
+                    "kinds": [e["kind"] for e in entries],
+                    "index_keys": [e["index_key_id"] for e in entries],
+                    "digests": [e["digest"] for e in entries],
+                    **{f"decision_{column}": values[column] for column in _DECISION_ARGUMENTS},
+                },
+            )
+        except ConstraintViolated as exc:
+            if exc.constraint == "consumed_certifications_pkey":
+                raise CertificationAlreadyUsed(_IMP_UID_USED) from exc
+            if exc.constraint == "prepared_request_used":
+                raise CertificationAlreadyUsed(_MERCHANT_UID_USED) from exc
+            if exc.constraint.startswith("uq_identity_index_"):
+                raise IdentityAlreadyBound(_PERSON_BOUND) from exc
+            raise
+
+
+# The function's arguments after the first five, in its order (v0003_postgres_write.py).
+_IDENTITY_ARGUMENTS = (
+    "id", "subject", "key_id", "index_key_id", "ci", "di", "phone", "name", "birth_date",
+    "gender", "is_foreigner", "carrier", "provider", "certified_at",
+)  # fmt: skip
+_DECISION_ARGUMENTS = ("subject", "provider", "verdict", "results", "policy_set")
+_RECORD_VERIFICATION = (
+    "SELECT idgate_record_verification(:imp_uid, :decision_id, :at, :prepared, :lock, "
+    + ", ".join(f":identity_{column}" for column in _IDENTITY_ARGUMENTS)
+    + ", :kinds, :index_keys, :digests, "
+    + ", ".join(f":decision_{column}" for column in _DECISION_ARGUMENTS)
+    + ")"
+)
+
+
 async def _delete_identity(sql: Transaction, identity_id: str) -> None:
     # The identity row first: it is what a re-encryption batch locks, so a verification waits for the
     # batch here instead of holding index rows the batch is about to rewrite (a deadlock on
@@ -354,11 +415,20 @@ def _subjects_with(kind: str) -> str:
 
 # The hot path's SQL, built with Core from the tables in tables.py and run by the driver (runner.py).
 _INSERT_PREPARED = _insert(PREPARED_REQUESTS, generated=("used_at",))  # set when it is used
-_PREPARED = _plain(
-    sa.select(PREPARED_REQUESTS).where(PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid"))
-)
-_CONSUMED = _plain(
-    sa.select(sa.literal_column("1")).where(CONSUMED_CERTIFICATIONS.c.imp_uid == sa.bindparam("imp_uid"))
+# One row whatever exists: whether the imp_uid was consumed, and the prepared request (or NULLs).
+_REQUEST_STATE = _plain(
+    sa.select(
+        sa.select(sa.literal_column("1"))
+        .where(CONSUMED_CERTIFICATIONS.c.imp_uid == sa.bindparam("imp_uid"))
+        .scalar_subquery()
+        .label("consumed"),
+        *PREPARED_REQUESTS.c,
+    )
+    .select_from(
+        sa.select(sa.literal_column("1")).subquery("one").outerjoin(
+            PREPARED_REQUESTS, PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid")
+        )
+    )
 )
 _INSERT_CONSUMED = _insert(CONSUMED_CERTIFICATIONS)
 _USE_PREPARED = _plain(
