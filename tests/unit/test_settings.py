@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from idgate.adapters.store import parse_url
 from idgate.domain import ConfigurationError
 from idgate.entrypoints.settings import INIT_TEMPLATE, env_overrides, load_settings
 
@@ -54,6 +55,14 @@ def test_the_required_overrides_exist() -> None:
         ("[portone\n", {}, "not valid TOML"),
         ("", {"IDGATE_PORTONE_PORT": "1"}, "unknown environment variable IDGATE_PORTONE_PORT"),
         ("", {"IDGATE_PORTONE_ATTEMPTS": "many"}, "Expected `int`"),
+        (
+            "[retention]\nconsumed_certification_days = 0.01\n",  # 864 s: shorter than a certification lives
+            {},
+            "purged while PortOne's certification is still fresh",
+        ),
+        ("[http]\nprepare_rate_limit = -1\n", {}, "prepare_rate_limit must be 0"),
+        ("[http]\nbody_timeout_seconds = 0\n", {}, "body_timeout_seconds must be more than 0"),
+        ("", {"IDGATE_DATABASE_POOL_SIZE": "0"}, "pool_size must be 1 or more"),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
@@ -61,6 +70,33 @@ def test_mistakes_are_named(tmp_path: Path, text: str, env: dict[str, str], mess
     path.write_text(text)
     with pytest.raises(ConfigurationError, match=message):
         load_settings(path, env)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql+aiomysql://db/idgate", "idgate runs on SQLite and PostgreSQL"),
+        ("postgresql+psycopg2://db/idgate", "idgate runs on SQLite and PostgreSQL"),
+        ("sqlite+aiosqlite://", "must name a SQLite file"),
+        ("sqlite+aiosqlite:///:memory:", "must name a SQLite file"),
+        ("not a url", "not a valid SQLAlchemy URL"),
+    ],
+)
+def test_database_urls_idgate_cannot_run_on_are_named(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://u@db/idgate", "postgresql+asyncpg"),
+        ("postgresql+asyncpg://u@db/idgate", "postgresql+asyncpg"),
+        ("sqlite:///x.db", "sqlite+aiosqlite"),
+    ],
+)
+def test_database_urls_get_idgates_driver(url: str, driver: str) -> None:
+    assert parse_url(url).drivername == driver
 
 
 def test_secrets_stay_out_of_the_settings_repr() -> None:
