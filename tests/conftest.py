@@ -19,6 +19,7 @@ from idgate.sandbox import SandboxState, create_sandbox_app
 from tests.databases import (
     PostgresUnreachable,
     TestDatabase,
+    check_postgres,
     create_postgres_database,
     drop_postgres_database,
     postgres_database,
@@ -34,7 +35,13 @@ settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Markers follow the folder, so nobody has to remember them."""
+    """Markers follow the folder, so nobody has to remember them. A run with PostgreSQL tests in it
+    stops at once, saying what to do, when PostgreSQL cannot be reached: it fails, never skips."""
+    if any("postgres" in item.nodeid.lower() for item in items):
+        try:
+            check_postgres()
+        except PostgresUnreachable as exc:
+            pytest.exit(str(exc), returncode=1)
     for item in items:
         parts = Path(str(item.path)).parts
         if "integration" in parts or "contract" in parts:
@@ -102,10 +109,7 @@ class Templates:
 
     def postgres(self) -> str:
         if self._postgres is None:
-            try:
-                name = create_postgres_database()
-            except PostgresUnreachable as exc:
-                pytest.fail(str(exc), pytrace=False)
+            name = create_postgres_database()  # reachable: pytest_collection_modifyitems checked
             url = sa.make_url(postgres_url(name)).set(drivername="postgresql+psycopg")
             _migrate(sa.create_engine(url, poolclass=sa.NullPool))
             self._postgres = name

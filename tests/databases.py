@@ -141,6 +141,12 @@ class PostgresUnreachable(Exception):
     pass
 
 
+def check_postgres() -> None:
+    """Raise PostgresUnreachable, saying how to point the tests at a PostgreSQL, unless one answers."""
+    with _admin():
+        pass
+
+
 def postgres_url(name: str) -> str:
     return (
         sa.make_url(POSTGRES_URL)

@@ -423,11 +423,10 @@ _REQUEST_STATE = _plain(
         .scalar_subquery()
         .label("consumed"),
         *PREPARED_REQUESTS.c,
-    )
-    .select_from(
-        sa.select(sa.literal_column("1")).subquery("one").outerjoin(
-            PREPARED_REQUESTS, PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid")
-        )
+    ).select_from(
+        sa.select(sa.literal_column("1"))
+        .subquery("one")
+        .outerjoin(PREPARED_REQUESTS, PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("merchant_uid"))
     )
 )
 _INSERT_CONSUMED = _insert(CONSUMED_CERTIFICATIONS)
