@@ -42,6 +42,7 @@ from .errors import (
 from .model import (
     Carrier,
     Certification,
+    Channel,
     Gender,
     IdentityAccess,
     Outcome,
@@ -80,6 +81,7 @@ __all__ = [
     "CertificationNotCompleted",
     "CertificationNotFound",
     "CertificationProvider",
+    "Channel",
     "Clock",
     "ConfigurationError",
     "Conflict",

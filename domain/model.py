@@ -104,6 +104,15 @@ class PolicyResult:
     code: str
     message: str
     enforced: bool = True
+    duration_us: int = 0  # how long the policy took, in microseconds
+
+
+class Channel(enum.StrEnum):
+    """How a verification reached idgate."""
+
+    HTTP = "http"  # POST /certifications
+    REDIRECT = "redirect"  # GET /certifications/redirect
+    CLI = "cli"  # idgate verify
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +125,8 @@ class PolicyDecision:
     decided_at: datetime
     policy_set: str
     provider: str
+    channel: Channel | None = Channel.HTTP  # None only on decisions logged before idgate recorded it
+    caller: str | None = None  # who asked, when the channel knows (the CLI's operator); never a person's data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .model import (
     Certification,
+    Channel,
     Outcome,
     PolicyContext,
     PolicyDecision,
@@ -168,6 +169,8 @@ async def verify(
     policies: PolicyEvaluator,
     clock: Clock,
     rules: VerificationRules,
+    channel: Channel = Channel.HTTP,
+    caller: str | None = None,
 ) -> PolicyDecision:
     """Turn an imp_uid from the browser into a recorded decision.
 
@@ -205,7 +208,10 @@ async def verify(
 
     context = PolicyContext(subject=subject, now=now, identities=identities)
     prepared = merchant_uid if rules.require_prepare else None
-    decision = _decision(certification, await policies.evaluate(certification, context), context, policies)
+    logged = _Logged(channel, caller)
+    decision = _decision(
+        certification, await policies.evaluate(certification, context), context, policies, logged
+    )
     try:
         await store.record_verification(
             decision=decision, certification=certification, prepared_merchant_uid=prepared
@@ -216,11 +222,19 @@ async def verify(
         results = list(await policies.evaluate(certification, context))
         if combine(results) is Verdict.ALLOW:
             results.append(BOUND_ELSEWHERE)
-        decision = _decision(certification, results, context, policies)
+        decision = _decision(certification, results, context, policies, logged)
         await store.record_verification(
             decision=decision, certification=certification, prepared_merchant_uid=prepared
         )
     return decision
+
+
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """How the verification arrived, for its record in the log."""
+
+    channel: Channel
+    caller: str | None
 
 
 def _decision(
@@ -228,6 +242,7 @@ def _decision(
     results: Sequence[PolicyResult],
     context: PolicyContext,
     policies: PolicyEvaluator,
+    logged: _Logged,
 ) -> PolicyDecision:
     return PolicyDecision(
         decision_id=new_decision_id(context.now),
@@ -238,6 +253,8 @@ def _decision(
         decided_at=context.now,
         policy_set=policies.policy_set,
         provider=certification.provider,
+        channel=logged.channel,
+        caller=logged.caller,
     )
 
 

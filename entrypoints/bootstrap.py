@@ -36,6 +36,7 @@ from idgate.adapters.telemetry import VERIFICATIONS
 from idgate.domain import (
     AccessTokens,
     CertificationProvider,
+    Channel,
     Clock,
     ConfigurationError,
     IdentityDirectory,
@@ -84,7 +85,15 @@ class Container:
     async def purge(self) -> Purged:
         return await services.purge_expired(store=self.store, clock=self.clock, retention=self.retention)
 
-    async def verify(self, imp_uid: str, merchant_uid: str | None, subject: str | None) -> PolicyDecision:
+    async def verify(
+        self,
+        imp_uid: str,
+        merchant_uid: str | None,
+        subject: str | None,
+        *,
+        channel: Channel = Channel.HTTP,
+        caller: str | None = None,
+    ) -> PolicyDecision:
         try:
             decision = await services.verify(
                 imp_uid=imp_uid,
@@ -96,6 +105,8 @@ class Container:
                 policies=self.policies,
                 clock=self.clock,
                 rules=self.rules,
+                channel=channel,
+                caller=caller,
             )
         except IdgateError as error:
             VERIFICATIONS.labels("error", error.code).inc()

@@ -29,6 +29,7 @@ from rich.table import Table
 from idgate.adapters.crypto import Keyring
 from idgate.adapters.store import KeyFinding, mismatch_message
 from idgate.domain import (
+    Channel,
     Conflict,
     IdgateError,
     KeyringExists,
@@ -314,7 +315,9 @@ def verify(
 
     async def decide() -> PolicyDecision:
         async with bootstrap(settings) as c:
-            return await c.verify(imp_uid, merchant_uid, subject)
+            return await c.verify(
+                imp_uid, merchant_uid, subject, channel=Channel.CLI, caller=f"cli:{getpass.getuser()}"
+            )
 
     decision = _run(decide)
     if as_json:

@@ -38,6 +38,7 @@ import idgate
 from idgate.domain import (
     AccessTokens,
     CertificationProvider,
+    Channel,
     Clock,
     IdgateError,
     InvalidRequest,
@@ -114,9 +115,13 @@ def _not_utf8() -> InvalidRequest:
 
 # ---- verification -------------------------------------------------------------------------------
 async def _verify(
-    container: NamedDependency[Container], imp_uid: str, merchant_uid: str | None, subject: str | None
+    container: NamedDependency[Container],
+    imp_uid: str,
+    merchant_uid: str | None,
+    subject: str | None,
+    channel: Channel,
 ) -> PolicyDecision:
-    decision = await container.verify(imp_uid, merchant_uid, subject)
+    decision = await container.verify(imp_uid, merchant_uid, subject, channel=channel)
     log.info("decision", decision_id=decision.decision_id, verdict=decision.verdict.value)
     return decision
 
@@ -147,7 +152,7 @@ async def prepare_certification(
 async def verify_certification(
     container: NamedDependency[Container], data: JSONBody[VerifyIn]
 ) -> DecisionOut:
-    return decision_out(await _verify(container, data.imp_uid, data.merchant_uid, data.subject))
+    return decision_out(await _verify(container, data.imp_uid, data.merchant_uid, data.subject, Channel.HTTP))
 
 
 @get(
@@ -169,7 +174,7 @@ async def verify_redirect(
 ) -> Response[DecisionOut]:
     http = container.settings.http
     try:
-        decision = await _verify(container, imp_uid, merchant_uid, subject)
+        decision = await _verify(container, imp_uid, merchant_uid, subject, Channel.REDIRECT)
     except IdgateError as error:
         if not http.deny_url:
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -209,6 +210,7 @@ class PluginPolicyEvaluator:
         context: PolicyContext,
         watched: _WatchedDirectory | None,
     ) -> PolicyResult:
+        started = time.perf_counter_ns()
         try:
             ruling = await _settle(configured.policy(certification, context))
         except IdgateError as exc:
@@ -232,6 +234,7 @@ class PluginPolicyEvaluator:
             code=ruling.code,
             message=ruling.message,
             enforced=configured.enforced,
+            duration_us=(time.perf_counter_ns() - started) // 1000,
         )
 
 

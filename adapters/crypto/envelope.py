@@ -133,7 +133,15 @@ class BlindIndexer:
     def pseudonym(self, purpose: str, value: str) -> str:
         """A keyed digest of `value` for `purpose` (hex), under the primary index key: something to
         count or group by that does not keep the value itself (a client's address, say)."""
-        subkey = _subkey(self._keyring().index.primary.material, b"idgate/pseudonym/v1", purpose.encode())
+        return self._pseudonym(self._keyring().index.primary, purpose, value)
+
+    def pseudonyms(self, purpose: str, value: str) -> dict[int, str]:
+        """`pseudonym` under every readable index key, by key id: for finding what older keys made."""
+        return {key.id: self._pseudonym(key, purpose, value) for key in self._keyring().index.readable}
+
+    @staticmethod
+    def _pseudonym(key: Key, purpose: str, value: str) -> str:
+        subkey = _subkey(key.material, b"idgate/pseudonym/v1", purpose.encode())
         return hmac.new(subkey, value.encode(), hashlib.sha256).hexdigest()
 
     @staticmethod

@@ -100,6 +100,22 @@ class IdentityCodec:
     def digests(self, kind: str, value: str) -> dict[int, bytes]:
         return self.indexer.digests(kind, value)
 
+    def identity_ref(self, certification: Certification) -> str | None:
+        """The person's pseudonym in the decision log: a keyed digest of the CI (of the DI without a
+        CI), under the primary index key, tagged with its kind and key: `ci:1:<64 hex digits>`."""
+        for kind, value in (("ci", certification.ci), ("di", certification.di)):
+            if value:
+                canonical = normalize(kind, value).decode()
+                key_id = self.indexer.primary_key_id()
+                return f"{kind}:{key_id}:{self.indexer.pseudonym(f'identity-ref/{kind}', canonical)}"
+        return None
+
+    def identity_refs(self, kind: str, value: str) -> list[str]:
+        """Every ref the person may have been logged under: one per readable index key."""
+        canonical = normalize(kind, value).decode()
+        found = self.indexer.pseudonyms(f"identity-ref/{kind}", canonical)
+        return [f"{kind}:{key_id}:{digest}" for key_id, digest in found.items()]
+
     @staticmethod
     def canonical(kind: str, value: str) -> bytes:
         return normalize(kind, value)

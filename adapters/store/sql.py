@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
@@ -27,9 +26,7 @@ from idgate.domain import (
     Clock,
     IdentityAccess,
     IdentityAlreadyBound,
-    Outcome,
     PolicyDecision,
-    PolicyResult,
     PreparedRequest,
     Principal,
     Purged,
@@ -42,6 +39,7 @@ from idgate.domain import (
 )
 
 from .database import Database
+from .decision_log import LogEntry, append, decision_by_id
 from .errors import ConstraintViolated, translated_errors
 from .identities import INDEXED, IdentityCodec
 from .keyring_check import VerifiedKeyring
@@ -49,12 +47,10 @@ from .postgres import PostgresRunner, lock_key
 from .runner import Transaction
 from .tables import (
     CONSUMED_CERTIFICATIONS,
-    DECISIONS,
     IDENTITIES,
     IDENTITY_ACCESS,
     IDENTITY_INDEX,
     PREPARED_REQUESTS,
-    DecisionRow,
     IdentityAccessRow,
     as_utc,
 )
@@ -148,13 +144,14 @@ class SqlVerificationStore:
         binds = decision.verdict is Verdict.ALLOW and decision.subject is not None
         identity: dict[str, Any] | None = None
         entries: list[dict[str, object]] = []
+        await self._keyring.refresh()  # the log's identity_ref is keyed, and so is an identity's storage
+        entry = LogEntry.of(decision, self._codec.identity_ref(certification))
         if binds and decision.subject is not None:
-            await self._keyring.refresh()
             # Encrypted and indexed before the transaction begins, so it holds its locks briefly.
             identity = self._codec.new_row(decision.subject, certification, decision.decided_at)
             values = {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
             entries = list(self._codec.index_entries(identity["id"], values))
-        rows = _VerificationRows(decision, prepared_merchant_uid, identity, entries)
+        rows = _VerificationRows(entry, prepared_merchant_uid, identity, entries)
         if isinstance(self._sql, PostgresRunner):
             await self._sql.autocommit(rows.in_one_call)
         else:
@@ -276,11 +273,10 @@ class SqlVerificationStore:
                 return removed
 
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
-        async with translated_errors(), self._session() as session:
-            row = (
-                await session.exec(select(DecisionRow).where(DecisionRow.decision_id == decision_id))
-            ).first()
-        return None if row is None else _decision_from_row(row)
+        async def read(sql: Transaction) -> PolicyDecision | None:
+            return await decision_by_id(sql, decision_id)
+
+        return await self._sql.read(read)
 
 
 _IMP_UID_USED = "this imp_uid was already used for a decision; start a new verification in the browser."
@@ -293,13 +289,13 @@ class _VerificationRows:
     """Everything one verification writes, made before its transaction: the consumption, the prepared
     request's use, the identity (allow with a subject only) with its index rows, and the decision."""
 
-    decision: PolicyDecision
+    entry: LogEntry
     prepared_merchant_uid: str | None
     identity: dict[str, Any] | None
     index_entries: list[dict[str, object]]
 
     async def statement_by_statement(self, sql: Transaction) -> None:
-        decision = self.decision
+        decision = self.entry.decision
         consumed = {
             "imp_uid": decision.imp_uid,
             "decision_id": decision.decision_id,
@@ -330,12 +326,12 @@ class _VerificationRows:
                     await sql.execute_many(_INSERT_INDEX, self.index_entries)
             except ConstraintViolated as exc:
                 raise IdentityAlreadyBound(_PERSON_BOUND) from exc
-        await sql.execute(_INSERT_DECISION, _decision_values(decision))
+        await append(sql, self.entry)  # last: the log's head row is locked until the commit
 
     async def in_one_call(self, sql: Transaction) -> None:
-        """The same writes as one call of the function revision 0003 installs on PostgreSQL."""
-        decision, identity, entries = self.decision, self.identity or {}, self.index_entries
-        values = _decision_values(decision)
+        """The same writes as one call of the function revision 0004 installs on PostgreSQL."""
+        entry, identity, entries = self.entry, self.identity or {}, self.index_entries
+        decision, values = entry.decision, entry.columns()
         try:
             await sql.first(
                 _RECORD_VERIFICATION,
@@ -350,6 +346,11 @@ class _VerificationRows:
                     "index_keys": [e["index_key_id"] for e in entries],
                     "digests": [e["digest"] for e in entries],
                     **{f"decision_{column}": values[column] for column in _DECISION_ARGUMENTS},
+                    "policies": [r.policy for r in decision.results],
+                    "versions": [r.version for r in decision.results],
+                    "outcomes": [r.outcome.value for r in decision.results],
+                    "codes": [r.code for r in decision.results],
+                    "enforced": [r.enforced for r in decision.results],
                 },
             )
         except ConstraintViolated as exc:
@@ -367,13 +368,22 @@ _IDENTITY_ARGUMENTS = (
     "id", "subject", "key_id", "index_key_id", "ci", "di", "phone", "name", "birth_date",
     "gender", "is_foreigner", "carrier", "provider", "certified_at",
 )  # fmt: skip
-_DECISION_ARGUMENTS = ("subject", "provider", "verdict", "results", "policy_set")
+_DECISION_ARGUMENTS = (
+    "subject",
+    "provider",
+    "verdict",
+    "policy_set",
+    "identity_ref",
+    "channel",
+    "caller",
+    "record",
+)
 _RECORD_VERIFICATION = (
     "SELECT idgate_record_verification(:imp_uid, :decision_id, :at, :prepared, :lock, "
     + ", ".join(f":identity_{column}" for column in _IDENTITY_ARGUMENTS)
     + ", :kinds, :index_keys, :digests, "
     + ", ".join(f":decision_{column}" for column in _DECISION_ARGUMENTS)
-    + ")"
+    + ", :policies, :versions, :outcomes, :codes, :enforced)"
 )
 
 
@@ -442,7 +452,6 @@ _IDENTITY = _plain(sa.select(IDENTITIES).where(IDENTITIES.c.subject == sa.bindpa
 _SUBJECTS_WITH = {kind: _subjects_with(kind) for kind in INDEXED}
 _INSERT_IDENTITY = _insert(IDENTITIES)
 _INSERT_INDEX = _insert(IDENTITY_INDEX)
-_INSERT_DECISION = _insert(DECISIONS, generated=("seq",))
 _INSERT_ACCESS = _insert(IDENTITY_ACCESS, generated=("id",))
 _DELETE_INDEX = _plain(
     sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.identity_id == sa.bindparam("identity_id"))
@@ -466,53 +475,3 @@ _PURGE_CONSUMED = (
     "(SELECT imp_uid FROM consumed_certifications WHERE consumed_at < :before LIMIT :batch)"
 )
 _PURGE_COUNTS = "DELETE FROM request_counts WHERE window_start < :before"
-
-
-class _ResultRecord(msgspec.Struct, frozen=True):
-    policy: str
-    version: str
-    outcome: str
-    code: str
-    message: str
-    enforced: bool
-
-
-def _decision_values(decision: PolicyDecision) -> dict[str, object]:
-    results = [
-        _ResultRecord(r.policy, r.version, r.outcome.value, r.code, r.message, r.enforced)
-        for r in decision.results
-    ]
-    return {
-        "decision_id": decision.decision_id,
-        "imp_uid": decision.imp_uid,
-        "subject": decision.subject,
-        "provider": decision.provider,
-        "verdict": decision.verdict.value,
-        "results": msgspec.json.encode(results).decode(),
-        "policy_set": decision.policy_set,
-        "decided_at": decision.decided_at,
-    }
-
-
-def _decision_from_row(row: DecisionRow) -> PolicyDecision:
-    records = msgspec.json.decode(row.results, type=list[_ResultRecord])
-    return PolicyDecision(
-        decision_id=row.decision_id,
-        imp_uid=row.imp_uid,
-        subject=row.subject,
-        verdict=Verdict(row.verdict),
-        results=tuple(
-            PolicyResult(
-                policy=r.policy,
-                version=r.version,
-                outcome=Outcome(r.outcome),
-                code=r.code,
-                message=r.message,
-                enforced=r.enforced,
-            )
-            for r in records
-        ),
-        decided_at=row.decided_at,
-        policy_set=row.policy_set,
-        provider=row.provider,
-    )

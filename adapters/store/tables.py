@@ -63,18 +63,98 @@ class ConsumedCertificationRow(SQLModel, table=True):
     consumed_at: datetime = Field(sa_column=_utc(index=True))  # the purge deletes by it
 
 
-class DecisionRow(SQLModel, table=True):
-    __tablename__ = "decisions"
+# 64-bit on PostgreSQL; on SQLite INTEGER, which alone makes a primary key the rowid itself.
+LOG_POSITION = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-    seq: int | None = Field(default=None, primary_key=True)
+
+class DecisionRow(SQLModel, table=True):
+    """One entry of the decision log. `record` is the truth (domain/records.py, format 1): the bytes the
+    Merkle tree hashes. The other columns are copies of its fields for queries; `idgate decisions
+    verify` checks that they still agree with it. Nothing here identifies a person."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        sa.Index("ix_decisions_verdict_seq", "verdict", "seq"),
+        sa.Index("ix_decisions_provider_seq", "provider", "seq"),
+    )
+
+    seq: int = Field(sa_column=sa.Column(LOG_POSITION, primary_key=True, autoincrement=False))  # 1, 2, 3 …
     decision_id: str = Field(max_length=40, unique=True)
-    imp_uid: str = Field(max_length=32)
+    imp_uid: str = Field(max_length=32, index=True)
     subject: str | None = Field(default=None, max_length=128, index=True)
     provider: str = Field(max_length=40)
     verdict: str = Field(max_length=10)
-    results: str  # JSON array of policy results; holds no personal data
     policy_set: str = Field(max_length=80)
     decided_at: datetime = Field(sa_column=_utc(index=True))
+    identity_ref: str | None = Field(default=None, max_length=90, index=True)
+    channel: str | None = Field(default=None, max_length=10)
+    caller: str | None = Field(default=None, max_length=80)
+    record: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    leaf_hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class DecisionResultRow(SQLModel, table=True):
+    """Each policy result of each decision, for filtering the log; a copy of the record's `results`."""
+
+    __tablename__ = "decision_results"
+    __table_args__ = (
+        sa.Index("ix_decision_results_policy", "policy", "outcome", "code", "seq"),
+        sa.Index("ix_decision_results_code", "code", "seq"),
+        sa.Index("ix_decision_results_outcome", "outcome", "seq"),
+    )
+
+    seq: int = Field(sa_column=sa.Column(LOG_POSITION, primary_key=True, autoincrement=False))
+    position: int = Field(primary_key=True)
+    policy: str = Field(max_length=80)
+    version: str = Field(max_length=40)
+    outcome: str = Field(max_length=10)
+    code: str = Field(max_length=80)
+    enforced: bool
+
+
+class LogHeadRow(SQLModel, table=True):
+    """The log's one head row: its size and the right edge of its Merkle tree (merkle.Frontier).
+
+    Every append locks it, which is what serialises appends from any number of workers."""
+
+    __tablename__ = "log_head"
+
+    id: int = Field(primary_key=True)  # always 1
+    size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    frontier: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class LogNodeRow(SQLModel, table=True):
+    """Every perfect subtree of the Merkle tree above the leaves: what proofs are built from."""
+
+    __tablename__ = "log_nodes"
+
+    level: int = Field(primary_key=True)
+    idx: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class LogCheckpointRow(SQLModel, table=True):
+    """A signed tree head, as the C2SP signed note that was published."""
+
+    __tablename__ = "log_checkpoints"
+
+    size: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    root: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    signed_at: datetime = Field(sa_column=_utc())
+    note: str
+
+
+class AuditAccessRow(SQLModel, table=True):
+    """Who asked the decision log what, and when (the filters, never a CI that was searched for)."""
+
+    __tablename__ = "audit_access"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_utc(index=True))
+    actor: str = Field(max_length=80, index=True)
+    route: str = Field(max_length=80)
+    query: str  # JSON of the filters
 
 
 class IdentityRow(SQLModel, table=True):
@@ -193,3 +273,8 @@ CONSUMED_CERTIFICATIONS = SQLModel.metadata.tables["consumed_certifications"]
 DECISIONS = SQLModel.metadata.tables["decisions"]
 IDENTITY_ACCESS = SQLModel.metadata.tables["identity_access"]
 REQUEST_COUNTS = SQLModel.metadata.tables["request_counts"]
+DECISION_RESULTS = SQLModel.metadata.tables["decision_results"]
+LOG_HEAD = SQLModel.metadata.tables["log_head"]
+LOG_NODES = SQLModel.metadata.tables["log_nodes"]
+LOG_CHECKPOINTS = SQLModel.metadata.tables["log_checkpoints"]
+AUDIT_ACCESS = SQLModel.metadata.tables["audit_access"]

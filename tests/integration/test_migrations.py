@@ -3,10 +3,12 @@ carry an older database's data over untouched, and `serve` refuses a schema it w
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -15,12 +17,11 @@ from idgate.adapters.crypto import BlindIndexer, FieldCipher, Keyring, KeyringSo
 from idgate.adapters.store import IdentityCodec, schema
 from idgate.adapters.store.tables import (
     CONSUMED_CERTIFICATIONS,
-    DECISIONS,
     IDENTITIES,
     IDENTITY_INDEX,
     PREPARED_REQUESTS,
 )
-from idgate.domain import Principal, Role, StoreConflict
+from idgate.domain import Principal, Role, StoreConflict, merkle, records
 from tests.databases import TestDatabase
 from tests.e2e.test_cli import assert_clean_failure, free_port, idgate
 from tests.fakes import a_certification
@@ -73,16 +74,19 @@ def fill_as_revision_0001(database: TestDatabase, keyring_path: Path) -> dict[st
             values = {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
             connection.execute(IDENTITY_INDEX.insert(), list(codec.index_entries(row["id"], values)))
             connection.execute(
-                DECISIONS.insert(),
+                sa.text(
+                    "INSERT INTO decisions (seq, decision_id, imp_uid, subject, provider, verdict, results, "
+                    "policy_set, decided_at) VALUES (:seq, :decision_id, :imp_uid, :subject, 'danal', :verdict, "
+                    ":results, 'sha256:old', :at)"
+                ),
                 {
+                    "seq": (1, 2, 5)[n],  # a PostgreSQL sequence leaves gaps where a transaction rolled back
                     "decision_id": f"dec_{n}",
                     "imp_uid": f"imp_{n}",
                     "subject": f"acct-{n}",
-                    "provider": "danal",
-                    "verdict": "allow",
-                    "results": "[]",
-                    "policy_set": "sha256:old",
-                    "decided_at": AT,
+                    "verdict": ("allow", "deny", "allow")[n],
+                    "results": json.dumps(OLD_RESULTS[n], ensure_ascii=False),
+                    "at": AT + timedelta(seconds=n),
                 },
             )
             connection.execute(
@@ -102,14 +106,41 @@ def fill_as_revision_0001(database: TestDatabase, keyring_path: Path) -> dict[st
     engine.dispose()
     return {
         table: database.rows(f"select * from {table} order by 1, 2")  # noqa: S608 - fixed table names
-        for table in (
-            "identities",
-            "identity_index",
-            "decisions",
-            "consumed_certifications",
-            "prepared_requests",
-        )
+        for table in ("identities", "identity_index", "consumed_certifications", "prepared_requests")
     }
+
+
+OLD_RESULTS: list[list[dict[str, object]]] = [
+    [
+        {
+            "policy": "age_limit",
+            "version": "1.0.0",
+            "outcome": "allow",
+            "code": "age_ok",
+            "message": "",
+            "enforced": True,
+        },
+        {
+            "policy": "duplicate_identity",
+            "version": "1.0.0",
+            "outcome": "allow",
+            "code": "identity_unique",
+            "message": "",
+            "enforced": True,
+        },
+    ],
+    [
+        {
+            "policy": "age_limit",
+            "version": "1.0.0",
+            "outcome": "deny",
+            "code": "under_age",
+            "message": "만 19세 미만",
+            "enforced": True,
+        }
+    ],
+    [],
+]
 
 
 async def test_a_database_at_the_previous_revision_keeps_everything(
@@ -120,8 +151,34 @@ async def test_a_database_at_the_previous_revision_keeps_everything(
     assert migrate(empty_database) == ("0001", schema.head())
     for table, rows in before.items():
         assert empty_database.rows(f"select * from {table} order by 1, 2") == rows, table  # noqa: S608
+    # The decisions became the log's first entries, in their order, without gaps, nothing lost.
+    logged = empty_database.rows(
+        "select seq, decision_id, verdict, record, leaf_hash from decisions order by seq"
+    )
+    assert [(seq, decision_id, verdict) for seq, decision_id, verdict, _, _ in logged] == [
+        (1, "dec_0", "allow"),
+        (2, "dec_1", "deny"),
+        (3, "dec_2", "allow"),
+    ]
+    for (_, _, _, record, leaf), old in zip(logged, OLD_RESULTS, strict=True):
+        assert leaf == merkle.leaf_hash(record)
+        parsed = records.parse(record)
+        assert parsed["results"] == [{**r, "duration_us": 0} for r in old]
+        assert parsed["decided_at"].startswith("2026-11-30T09:00:0")
+        assert (parsed["identity_ref"], parsed["channel"]) == (None, None)  # not known then
+    indexed = empty_database.rows("select seq, position, policy, code from decision_results order by 1, 2")
+    assert indexed == [
+        (1, 0, "age_limit", "age_ok"),
+        (1, 1, "duplicate_identity", "identity_unique"),
+        (2, 0, "age_limit", "under_age"),
+    ]
+    size, frontier = empty_database.rows("select size, frontier from log_head")[0]
+    assert merkle.Frontier.from_bytes(size, frontier).root() == merkle.root_of(leaf for *_, leaf in logged)
     # And today's code reads it: identities decrypt, lookups find them, replays are still refused.
     async with sql_store(empty_database, tmp_path) as store:
+        old_deny = await store.get_decision("dec_1")
+        assert old_deny is not None
+        assert [r.message for r in old_deny.results] == ["만 19세 미만"]
         identity = await store.read_identity("acct-1", READER)
         assert identity is not None
         assert (identity.name, identity.phone) == ("사람1", "01012340001")

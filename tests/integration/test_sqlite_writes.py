@@ -114,6 +114,7 @@ async def test_concurrent_writes_share_commits_and_each_is_acknowledged_after_it
     store: SqlVerificationStore, tmp_path: Path
 ) -> None:
     database = tmp_path / "idgate.db"
+    await store.check_keyring()  # its first check records the keys: a commit of its own
     before = commits_in_wal(database)
     for n in range(5):  # one at a time: a commit each
         await record(store, n)
