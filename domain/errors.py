@@ -86,6 +86,10 @@ class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
+class DecisionNotFound(NotFound):
+    code = "decision_not_found"
+
+
 # ---- the request clashes with the stored state ---------------------------------------------------
 class Conflict(IdgateError):
     code = "conflict"

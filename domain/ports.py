@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from .audit import (
+    AuditAccess,
+    Bucket,
+    Checkpoint,
+    ConsistencyProof,
+    DecisionFilter,
+    DecisionPage,
+    InclusionProof,
+    LoggedDecision,
+    LogHead,
+    Stats,
+    VerifyReport,
+)
 from .model import (
     Certification,
     IdentityAccess,
@@ -21,6 +34,9 @@ from .model import (
     TokenInfo,
     VerifiedIdentity,
 )
+
+Progress = Callable[[int, int], None]
+"""Called as work goes on with (done, total)."""
 
 
 class CertificationProvider(Protocol):
@@ -145,3 +161,60 @@ class AccessTokens(Protocol):
     async def revoke(self, name: str) -> bool:
         """Revoke the named token; False when no active token has that name."""
         ...
+
+
+class DecisionLog(Protocol):
+    """The tamper-evident log of every decision (appended by `VerificationStore.record_verification`),
+    as auditors read it."""
+
+    async def head(self) -> LogHead: ...
+
+    async def find(self, decision_id: str) -> LoggedDecision | None: ...
+
+    async def page(self, where: DecisionFilter, *, before: int | None, limit: int) -> DecisionPage:
+        """Newest first, entries with seq < `before` (all when None)."""
+        ...
+
+    async def stats(self, where: DecisionFilter, bucket: Bucket) -> Stats: ...
+
+    def export(self, where: DecisionFilter) -> AsyncIterator[LoggedDecision]:
+        """Every matching entry, oldest first, read in batches (memory stays flat however many)."""
+        ...
+
+    async def of_person(self, ci: str, *, limit: int) -> Sequence[LoggedDecision]:
+        """The decisions of the person with this CI (through their keyed pseudonym), newest first."""
+        ...
+
+    async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof: ...
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof: ...
+
+    async def checkpoints(self, *, limit: int) -> Sequence[Checkpoint]:
+        """Newest first."""
+        ...
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep it; one for a size already kept is left as it is."""
+        ...
+
+    async def verify(
+        self, signed: Callable[[Checkpoint], bool], progress: Progress | None = None
+    ) -> VerifyReport:
+        """Recompute everything (see domain.audit.LogCheck and tree_finding)."""
+        ...
+
+    async def record_access(self, actor: str, route: str, query: Mapping[str, str]) -> None: ...
+
+    async def accesses(self, *, limit: int) -> Sequence[AuditAccess]:
+        """Newest first."""
+        ...
+
+
+class CheckpointSigner(Protocol):
+    """The log's signing key, kept apart from everything the database holds."""
+
+    def sign(self, size: int, root: bytes, at: datetime) -> Checkpoint: ...
+
+    def verifies(self, note: str) -> bool: ...
+
+    def public_key_pem(self) -> str: ...

@@ -19,13 +19,14 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from idgate.adapters.clock import SystemClock
-from idgate.adapters.crypto import KeyringSource
+from idgate.adapters.crypto import KeyringSource, SigningKeyFile
 from idgate.adapters.portone import PortOneHttp, PortOneV1Credentials, PortOneV1Provider, RetryPolicy
 from idgate.adapters.store import (
     Database,
     DatabaseOptions,
     KeyMaintenance,
     SqlAccessTokens,
+    SqlDecisionLog,
     SqlVerificationStore,
     VerifiedKeyring,
     open_database,
@@ -37,8 +38,10 @@ from idgate.domain import (
     AccessTokens,
     CertificationProvider,
     Channel,
+    CheckpointSigner,
     Clock,
     ConfigurationError,
+    DecisionLog,
     IdentityDirectory,
     IdentityVault,
     IdgateError,
@@ -47,8 +50,10 @@ from idgate.domain import (
     PreparedRequest,
     Purged,
     VerificationStore,
+    auditing,
     services,
 )
+from idgate.domain.audit import Checkpoint
 from idgate.domain.services import Retention, VerificationRules
 from idgate.policies.engine import PluginPolicyEvaluator, configure, load_catalog, new_plugin_manager
 
@@ -75,7 +80,20 @@ class Container:
     clock: Clock
     rules: VerificationRules
     retention: Retention
+    # The decision log, and the key that signs its checkpoints: built with the SQL store; None when a
+    # test passes a store of its own and no log.
+    log: DecisionLog | None = None
+    signer: CheckpointSigner | None = None
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+
+    def decision_log(self) -> tuple[DecisionLog, CheckpointSigner]:
+        if self.log is None or self.signer is None:
+            raise ConfigurationError("this idgate was started without its decision log.")
+        return self.log, self.signer
+
+    async def checkpoint(self) -> Checkpoint | None:
+        log, signer = self.decision_log()
+        return await auditing.make_checkpoint(log=log, signer=signer, clock=self.clock)
 
     async def prepare(self, subject: str | None, client: str | None = None) -> PreparedRequest:
         return await services.prepare(
@@ -124,12 +142,16 @@ async def bootstrap(
     tokens: AccessTokens | None = None,
     policies: PolicyEvaluator | None = None,
     clock: Clock | None = None,
+    log: DecisionLog | None = None,
+    signer: CheckpointSigner | None = None,
+    signing: bool = True,
 ) -> AsyncIterator[Container]:
     """Build every port not passed in, yield the container, and close what was opened.
 
     Refuses to start (ConfigurationError, KeyringMismatch …) on anything that would fail the first
     request: a wrong policy option, no PortOne credentials, a missing keyring or one that does not fit
-    the stored identities.
+    the stored identities, or (unless `signing` is False: commands that append decisions but never sign
+    a checkpoint, like `idgate verify`) a missing checkpoint signing key.
     """
     readiness: dict[str, ReadinessCheck] = {}
     clock = clock or SystemClock()
@@ -142,13 +164,17 @@ async def bootstrap(
             db = await stack.enter_async_context(database(settings))
             engine = db.engine
             if store is None:
-                sql_store = SqlVerificationStore(db, verified_keyring(settings, engine, clock), clock)
+                keyring = verified_keyring(settings, engine, clock)
+                sql_store = SqlVerificationStore(db, keyring, clock)
                 await sql_store.check_keyring()
                 readiness["store"] = sql_store.ping
                 readiness["keyring"] = sql_store.check_keyring
                 store = sql_store
+                log = log or SqlDecisionLog(db, keyring, clock)
             if tokens is None:
                 tokens = SqlAccessTokens(engine, clock)
+        if log is not None and signer is None and signing:
+            signer = checkpoint_signer(settings)
         if provider is None:
             portone = await stack.enter_async_context(portone_v1(settings))
             readiness["portone"] = portone.check_credentials
@@ -164,6 +190,8 @@ async def bootstrap(
             clock=clock,
             rules=verification_rules(settings),
             retention=retention(settings),
+            log=log,
+            signer=signer,
             readiness=readiness,
         )
 
@@ -210,6 +238,10 @@ def build_policies(
 ) -> PluginPolicyEvaluator:
     catalog = load_catalog(new_plugin_manager(), plugins, extra=extra_plugins)
     return PluginPolicyEvaluator(configure(catalog, settings.policies.enabled, settings.policies.options))
+
+
+def checkpoint_signer(settings: Settings) -> CheckpointSigner:
+    return SigningKeyFile(Path(settings.audit.signing_key_path)).load(settings.audit.log_name)
 
 
 def keyring_source(settings: Settings) -> KeyringSource:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from idgate.adapters.crypto import Keyring
+from idgate.adapters.crypto import Keyring, SigningKeyFile
 from idgate.adapters.store import KeyFinding, mismatch_message
 from idgate.domain import (
     Channel,
@@ -129,6 +129,12 @@ def init(ctx: click.Context, path: Path) -> None:
             made = f"kept the keyring already at {source.path}"
     click.echo(f"wrote {path}; {made}.")
     settings = _settings_from(path)
+    signing = SigningKeyFile(Path(settings.audit.signing_key_path))
+    if not signing.path.exists():
+        signing.create()
+        click.echo(
+            f"wrote the decision log's signing key to {signing.path} (mode 0600; keep it apart from backups)."
+        )
     before, now = _run(lambda: upgrade_schema(settings))
     click.echo(_schema_change(before, now))
     click.echo("next: set IDGATE_PORTONE_IMP_KEY and IDGATE_PORTONE_IMP_SECRET, then run `idgate serve`.")
@@ -247,11 +253,15 @@ def demo(ctx: click.Context, host: str, port: int, sandbox_port: int, check: boo
         portone={"url": sandbox_url, "imp_key": "sandbox_imp_key", "imp_secret": "sandbox_imp_secret"},
         database={"url": f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR}/demo.db"},
         keyring={"path": f"{DEFAULT_DATA_DIR}/demo-keyring.json"},
+        audit={"signing_key_path": f"{DEFAULT_DATA_DIR}/demo-log-signing-key.pem"},
         http={"demo_page": True, "sandbox_url": sandbox_url},
     )
     demo_keys = keyring_source(settings)
     if not demo_keys.from_environment and not demo_keys.path.exists():
         demo_keys.save(Keyring.generate(), create=True)
+    demo_signing = SigningKeyFile(Path(settings.audit.signing_key_path))
+    if not demo_signing.path.exists():
+        demo_signing.create()
     _run(lambda: upgrade_schema(settings))
 
     async def start() -> None:
@@ -314,7 +324,7 @@ def verify(
     settings = with_overrides(_settings(ctx), verification={"require_prepare": False})
 
     async def decide() -> PolicyDecision:
-        async with bootstrap(settings) as c:
+        async with bootstrap(settings, signing=False) as c:
             return await c.verify(
                 imp_uid, merchant_uid, subject, channel=Channel.CLI, caller=f"cli:{getpass.getuser()}"
             )
@@ -407,13 +417,18 @@ def _ring_name(index: bool) -> str:
 @keys.command("generate")
 @click.pass_context
 def keys_generate(ctx: click.Context) -> None:
-    """Create a new keyring (never overwrites one)."""
-    source = keyring_source(_settings(ctx))
+    """Create a new keyring, and the decision log's signing key if there is none (never overwrites)."""
+    settings = _settings(ctx)
+    source = keyring_source(settings)
     try:
         source.save(Keyring.generate(), create=True)
     except IdgateError as error:
         _fail(error)
     click.echo(f"wrote a new keyring to {source.path} (mode 0600); back it up somewhere safe")
+    signing = SigningKeyFile(Path(settings.audit.signing_key_path))
+    if not signing.path.exists():
+        signing.create()
+        click.echo(f"wrote the decision log's signing key to {signing.path} (mode 0600)")
 
 
 @keys.command("rotate")

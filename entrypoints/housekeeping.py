@@ -1,4 +1,5 @@
-"""What a running server does by itself besides answering requests: purging what has expired."""
+"""What a running server does by itself besides answering requests: purging what has expired, and
+signing checkpoints of the decision log."""
 
 from __future__ import annotations
 
@@ -13,22 +14,27 @@ from idgate.domain import IdgateError
 
 from .bootstrap import Container
 
-log = structlog.get_logger("idgate.housekeeping")
+log = log_line = structlog.get_logger("idgate.housekeeping")
 
 
 @contextlib.asynccontextmanager
-async def housekeeping(container: Container, purge_interval: float) -> AsyncIterator[None]:
-    """Purge every `purge_interval` seconds while the server runs (never when it is 0)."""
-    if purge_interval <= 0:
-        yield
-        return
-    task = asyncio.create_task(_purge_forever(container, purge_interval))
+async def housekeeping(container: Container) -> AsyncIterator[None]:
+    """Purge every [retention] purge_interval_seconds (never when 0), and sign a checkpoint every
+    [audit] checkpoint_every decisions or checkpoint_interval_seconds, while the server runs."""
+    tasks = []
+    purge_interval = container.settings.retention.purge_interval_seconds
+    if purge_interval > 0:
+        tasks.append(asyncio.create_task(_purge_forever(container, purge_interval)))
+    if container.log is not None and container.signer is not None:
+        tasks.append(asyncio.create_task(_checkpoint_forever(container)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _purge_forever(container: Container, interval: float) -> None:
@@ -47,3 +53,28 @@ async def _purge_forever(container: Container, interval: float) -> None:
             consumed_certifications=purged.consumed_certifications,
             request_counts=purged.request_counts,
         )
+
+
+CHECK_EVERY = 1.0  # seconds between looks at the log's size
+
+
+async def _checkpoint_forever(container: Container) -> None:
+    """Several workers may each sign the same size: the store keeps one checkpoint a size."""
+    audit = container.settings.audit
+    log, _ = container.decision_log()
+    started = container.clock.now()
+    while True:
+        await asyncio.sleep(CHECK_EVERY)
+        try:
+            head = await log.head()
+            latest = await log.checkpoints(limit=1)
+            covered = latest[0].size if latest else 0
+            since = latest[0].signed_at if latest else started
+            waited = (container.clock.now() - since).total_seconds()
+            due = head.size - covered >= audit.checkpoint_every or waited >= audit.checkpoint_interval_seconds
+            if head.size > covered and due:
+                checkpoint = await container.checkpoint()
+                if checkpoint is not None:
+                    log_line.info("checkpoint_signed", size=checkpoint.size)
+        except IdgateError as error:  # the next round tries again
+            log_line.warning("checkpoint_failed", code=error.code)

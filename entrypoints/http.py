@@ -23,7 +23,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import StoplightRenderPlugin
-from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -49,6 +49,7 @@ from idgate.domain import (
     services,
 )
 
+from . import audit_api
 from .bootstrap import Container, IdentityStore, bootstrap
 from .errors import answer_for
 from .housekeeping import housekeeping
@@ -56,6 +57,8 @@ from .middleware import BodyDeadline
 from .schemas import (
     IMP_UID_PARAMETER,
     MERCHANT_UID_PARAMETER,
+    REQUIRES_API_TOKEN,
+    SECURITY_SCHEME,
     SUBJECT_PARAMETER,
     DecisionOut,
     Health,
@@ -193,10 +196,6 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
 # ---- identities ---------------------------------------------------------------------------------
 IDENTITY_PATH = "/identities/{subject:str}"
 
-# The token is documented as a security scheme, not as a header parameter: OpenAPI says a header
-# parameter named Authorization "SHALL be ignored", and clients generated from the document would drop it.
-SECURITY_SCHEME = "api_token"
-REQUIRES_API_TOKEN: list[SecurityRequirement] = [{SECURITY_SCHEME: []}]
 BearerToken = Annotated[str | None, HeaderParameter(name="Authorization", include_in_schema=False)]
 
 
@@ -452,7 +451,7 @@ def create_app(
             settings, provider=provider, store=store, tokens=tokens, policies=policies, clock=clock
         ) as container:
             app.state.container = container
-            async with housekeeping(container, settings.retention.purge_interval_seconds):
+            async with housekeeping(container):
                 yield
 
     def provide_container(state: State) -> Container:
@@ -472,6 +471,7 @@ def create_app(
             readyz,
             MetricsController,
             demo_page,
+            *audit_api.ROUTES,
             create_static_files_router(
                 path=DOCS_ASSETS, directories=[DOCS_ASSET_FILES], include_in_schema=False
             ),
@@ -479,7 +479,10 @@ def create_app(
         request_class=JsonRequest,
         lifespan=[lifespan],
         middleware=[BodyDeadline(seconds=settings.http.body_timeout_seconds)],
-        dependencies={"container": Provide(provide_container, sync_to_thread=False)},
+        dependencies={
+            "container": Provide(provide_container, sync_to_thread=False),
+            **audit_api.DEPENDENCIES,
+        },
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(

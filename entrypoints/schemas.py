@@ -13,12 +13,17 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import SecurityRequirement
 from litestar.params import Parameter
 
 from idgate.domain import PolicyDecision, VerifiedIdentity
 from idgate.domain.services import IMP_UID_PATTERN, MERCHANT_UID_PATTERN, SUBJECT_PATTERN
 
 PROBLEM_JSON = "application/problem+json"
+# The token is documented as a security scheme, not as a header parameter: OpenAPI says a header
+# parameter named Authorization "SHALL be ignored", and clients generated from the document would drop it.
+SECURITY_SCHEME = "api_token"
+REQUIRES_API_TOKEN: list[SecurityRequirement] = [{SECURITY_SCHEME: []}]
 
 
 def _documented(pattern: str, max_length: int, description: str) -> msgspec.Meta:

@@ -97,6 +97,18 @@ class RetentionSettings(_Section, frozen=True):
     purge_interval_seconds: int = 3600
 
 
+class AuditSettings(_Section, frozen=True):
+    """The decision log's signed checkpoints."""
+
+    # The Ed25519 key that signs checkpoints (mode 0600; `idgate decisions keygen`). Apart from the
+    # keyring on purpose: whoever can rewrite the database should not hold it.
+    signing_key_path: str = f"{DEFAULT_DATA_DIR}/log-signing-key.pem"
+    # The log's name in every checkpoint (C2SP "origin"): one word, e.g. idgate.example.com/decisions.
+    log_name: str = "idgate/decisions"
+    checkpoint_every: int = 1000  # decisions between two checkpoints at most
+    checkpoint_interval_seconds: int = 60  # a new checkpoint at least this often while decisions come in
+
+
 class PoliciesSettings(_Section, frozen=True):
     """`enabled` alone decides which policies run; `[policies.<name>]` tables only set their options."""
 
@@ -111,6 +123,7 @@ class Settings(_Section, frozen=True):
     verification: VerificationSettings = VerificationSettings()
     http: HttpSettings = HttpSettings()
     retention: RetentionSettings = RetentionSettings()
+    audit: AuditSettings = AuditSettings()
     policies: PoliciesSettings = PoliciesSettings()
 
 
@@ -121,6 +134,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "verification": VerificationSettings,
     "http": HttpSettings,
     "retention": RetentionSettings,
+    "audit": AuditSettings,
     "policies": PoliciesSettings,
 }
 
@@ -195,6 +209,10 @@ def _check_limits(settings: Settings) -> None:
         )
     if http.body_timeout_seconds <= 0:
         raise ConfigurationError("[http] body_timeout_seconds must be more than 0.")
+    if settings.audit.checkpoint_every < 1 or settings.audit.checkpoint_interval_seconds < 1:
+        raise ConfigurationError(
+            "[audit] checkpoint_every and checkpoint_interval_seconds must be 1 or more."
+        )
     if settings.database.pool_size < 1 or settings.database.connect_timeout <= 0:
         raise ConfigurationError("[database] pool_size must be 1 or more and connect_timeout more than 0.")
 
@@ -319,6 +337,14 @@ prepare_rate_window_seconds = 60
 prepared_request_days = 1.0          # after a prepared merchant_uid expires
 consumed_certification_days = 30.0   # at least [verification] max_certification_age_seconds
 purge_interval_seconds = 3600        # 0: only `idgate db purge`
+
+[audit]
+# Checkpoints of the decision log are signed with this Ed25519 key (mode 0600). Keep it apart from
+# the database and its backups; give auditors the public key (`idgate decisions public-key`).
+signing_key_path = ".idgate/log-signing-key.pem"
+log_name = "idgate/decisions"        # one word naming this log in every checkpoint
+checkpoint_every = 1000              # decisions between checkpoints at most
+checkpoint_interval_seconds = 60     # and at least this often while decisions come in
 
 # Eligibility policies. `enabled` alone decides which run (`idgate policies list` shows what is
 # installed); each [policies.<name>] table sets one enabled policy's options.

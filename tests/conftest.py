@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
-from idgate.adapters.crypto import Keyring, KeyringSource
+from idgate.adapters.crypto import Keyring, KeyringSource, SigningKeyFile
 from idgate.adapters.store import schema
 from idgate.entrypoints.http import create_app
 from idgate.entrypoints.servers import Listener, serving
@@ -177,11 +177,14 @@ def settings_for(tmp_path: Path, database: TestDatabase) -> SettingsFactory:
             },
             database={"url": database.url},
             keyring={"path": str(tmp_path / "keyring.json")},
+            audit={"signing_key_path": str(tmp_path / "log-signing-key.pem")},
             # Tests prepare many verifications from one address; the limit has tests of its own.
             http={"prepare_rate_limit": 0},
         )
         if not (tmp_path / "keyring.json").exists():
             KeyringSource(tmp_path / "keyring.json").save(Keyring.generate(), create=True)
+        if not (tmp_path / "log-signing-key.pem").exists():
+            SigningKeyFile(tmp_path / "log-signing-key.pem").create()
         return with_overrides(base, **sections) if sections else base
 
     return make

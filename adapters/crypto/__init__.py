@@ -1,17 +1,22 @@
-"""Keyrings, authenticated field encryption and blind indexes (on `cryptography`)."""
+"""Keyrings, authenticated field encryption, blind indexes, and the decision log's signing key (on
+`cryptography`)."""
 
+from .checkpoints import CheckpointSigner, SigningKeyFile, verify_note
 from .envelope import BlindIndexer, DecryptionError, FieldCipher, check_value, normalize, same
 from .keyring import Key, Keyring, KeyringSource, Ring
 
 __all__ = [
     "BlindIndexer",
+    "CheckpointSigner",
     "DecryptionError",
     "FieldCipher",
     "Key",
     "Keyring",
     "KeyringSource",
     "Ring",
+    "SigningKeyFile",
     "check_value",
     "normalize",
     "same",
+    "verify_note",
 ]

@@ -2,6 +2,7 @@
 
 from . import schema
 from .database import Database, DatabaseOptions, open_database, parse_url
+from .decision_log import SqlDecisionLog
 from .identities import IdentityCodec
 from .keyring_check import KeyFinding, VerifiedKeyring, mismatch_message
 from .maintenance import KeyMaintenance, KeyUsage
@@ -16,6 +17,7 @@ __all__ = [
     "KeyMaintenance",
     "KeyUsage",
     "SqlAccessTokens",
+    "SqlDecisionLog",
     "SqlVerificationStore",
     "VerifiedKeyring",
     "mismatch_message",

@@ -68,9 +68,10 @@ LOG_POSITION = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class DecisionRow(SQLModel, table=True):
-    """One entry of the decision log. `record` is the truth (domain/records.py, format 1): the bytes the
-    Merkle tree hashes. The other columns are copies of its fields for queries; `idgate decisions
-    verify` checks that they still agree with it. Nothing here identifies a person."""
+    """One entry of the decision log. `record` is the truth (domain/records.py, format 1): the bytes
+    whose hash is the entry's leaf in `log_nodes`. The other columns are copies of its fields for
+    queries; `idgate decisions verify` checks that they still agree with it. Nothing here identifies
+    a person."""
 
     __tablename__ = "decisions"
     __table_args__ = (
@@ -90,7 +91,6 @@ class DecisionRow(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=10)
     caller: str | None = Field(default=None, max_length=80)
     record: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
-    leaf_hash: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
 
 
 class DecisionResultRow(SQLModel, table=True):
@@ -125,7 +125,8 @@ class LogHeadRow(SQLModel, table=True):
 
 
 class LogNodeRow(SQLModel, table=True):
-    """Every perfect subtree of the Merkle tree above the leaves: what proofs are built from."""
+    """Every perfect subtree of the Merkle tree, the leaves (level 0) included: what proofs are built
+    from, and the tree a verification holds the decisions against. Leaf `idx` is decision `seq - 1`."""
 
     __tablename__ = "log_nodes"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idgate.adapters.crypto import Keyring, KeyringSource
+from idgate.adapters.crypto import Keyring, KeyringSource, SigningKeyFile
 from tests.conftest import Sandbox, only_sqlite
 from tests.databases import TestDatabase
 
@@ -53,8 +53,10 @@ def free_port() -> int:
 @pytest.fixture
 def env(sandbox: Sandbox, tmp_path: Path, database: TestDatabase) -> dict[str, str]:
     KeyringSource(tmp_path / "keyring.json").save(Keyring.generate(), create=True)
+    SigningKeyFile(tmp_path / "log-signing-key.pem").create()
     return {
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
+        "IDGATE_AUDIT_SIGNING_KEY_PATH": str(tmp_path / "log-signing-key.pem"),
         "IDGATE_PORTONE_URL": sandbox.url,
         "IDGATE_PORTONE_IMP_KEY": "sandbox_imp_key",
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",

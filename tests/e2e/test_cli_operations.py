@@ -26,6 +26,7 @@ def env_for(sandbox: Sandbox, tmp_path: Path, database: TestDatabase) -> dict[st
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
         "IDGATE_DATABASE_URL": database.url,
         "IDGATE_KEYRING_PATH": str(tmp_path / "keys" / "keyring.json"),
+        "IDGATE_AUDIT_SIGNING_KEY_PATH": str(tmp_path / "keys" / "log-signing-key.pem"),
     }
 
 

@@ -26,6 +26,7 @@ async def test_kill_9_mid_load_loses_no_acknowledged_decision(
         "IDGATE_DATABASE_URL": database.url,
         "IDGATE_HTTP_PREPARE_RATE_LIMIT": "0",  # 120 prepares from one address
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
+        "IDGATE_AUDIT_SIGNING_KEY_PATH": str(tmp_path / "log-signing-key.pem"),
     }
     assert (await idgate("keys", "generate", env=env)).code == 0
     persons = [sandbox.state.mint_person(date(1990, 1, 1)).id for _ in range(120)]

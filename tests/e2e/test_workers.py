@@ -38,6 +38,7 @@ async def env(sandbox: Sandbox, tmp_path: Path, database: TestDatabase) -> dict[
         "IDGATE_PORTONE_IMP_SECRET": "sandbox_imp_secret",
         "IDGATE_DATABASE_URL": database.url,
         "IDGATE_KEYRING_PATH": str(tmp_path / "keyring.json"),
+        "IDGATE_AUDIT_SIGNING_KEY_PATH": str(tmp_path / "log-signing-key.pem"),
         "IDGATE_HTTP_PREPARE_RATE_LIMIT": "0",  # every prepare of the test comes from one address
         "IDGATE_DATABASE_POOL_SIZE": "4",
     }

@@ -153,7 +153,8 @@ async def test_a_database_at_the_previous_revision_keeps_everything(
         assert empty_database.rows(f"select * from {table} order by 1, 2") == rows, table  # noqa: S608
     # The decisions became the log's first entries, in their order, without gaps, nothing lost.
     logged = empty_database.rows(
-        "select seq, decision_id, verdict, record, leaf_hash from decisions order by seq"
+        "select seq, decision_id, verdict, record, hash from decisions join log_nodes "
+        "on log_nodes.level = 0 and log_nodes.idx = decisions.seq - 1 order by seq"
     )
     assert [(seq, decision_id, verdict) for seq, decision_id, verdict, _, _ in logged] == [
         (1, "dec_0", "allow"),

@@ -37,7 +37,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("channel", sa.String(10), nullable=True))
         batch.add_column(sa.Column("caller", sa.String(80), nullable=True))
         batch.add_column(sa.Column("record", sa.LargeBinary(), nullable=True))
-        batch.add_column(sa.Column("leaf_hash", sa.LargeBinary(), nullable=True))
     op.create_table(
         "decision_results",
         sa.Column("seq", POSITION, primary_key=True, autoincrement=False),
@@ -78,7 +77,6 @@ def upgrade() -> None:
     _log_the_decisions_made_so_far(bind)
     with op.batch_alter_table("decisions") as batch:
         batch.alter_column("record", existing_type=sa.LargeBinary(), nullable=False)
-        batch.alter_column("leaf_hash", existing_type=sa.LargeBinary(), nullable=False)
         batch.drop_column("results")  # the record holds them, decision_results indexes them
         if bind.dialect.name == "postgresql":  # positions come from the log's head, not a sequence
             batch.alter_column("seq", existing_type=sa.Integer(), type_=sa.BigInteger(), server_default=None)
@@ -125,8 +123,8 @@ def _log_the_decisions_made_so_far(bind: sa.Connection) -> None:
         data = records.canonical(record)
         leaf = merkle.leaf_hash(data)
         bind.execute(
-            sa.text("UPDATE decisions SET seq = :new, record = :record, leaf_hash = :leaf WHERE seq = :old"),
-            {"new": position, "record": data, "leaf": leaf, "old": row.seq},
+            sa.text("UPDATE decisions SET seq = :new, record = :record WHERE seq = :old"),
+            {"new": position, "record": data, "old": row.seq},
         )
         for index, r in enumerate(results):
             bind.execute(
@@ -140,7 +138,7 @@ def _log_the_decisions_made_so_far(bind: sa.Connection) -> None:
                     **{k: r[k] for k in ("policy", "version", "outcome", "code", "enforced")},
                 },
             )
-        for level, index, node in frontier.append(leaf):
+        for level, index, node in [(0, position - 1, leaf), *frontier.append(leaf)]:
             bind.execute(
                 sa.text("INSERT INTO log_nodes (level, idx, hash) VALUES (:level, :idx, :hash)"),
                 {"level": level, "idx": index, "hash": node},
@@ -205,9 +203,10 @@ BEGIN
     SELECT size, frontier INTO v_size, v_frontier FROM log_head WHERE id = 1 FOR UPDATE;
     v_carry := sha256('\\x00'::bytea || p_record);
     INSERT INTO decisions (seq, decision_id, imp_uid, subject, provider, verdict, policy_set, decided_at,
-                           identity_ref, channel, caller, record, leaf_hash)
+                           identity_ref, channel, caller, record)
     VALUES (v_size + 1, p_decision_id, p_imp_uid, p_decision_subject, p_decision_provider, p_verdict,
-            p_policy_set, p_at, p_identity_ref, p_channel, p_caller, p_record, v_carry);
+            p_policy_set, p_at, p_identity_ref, p_channel, p_caller, p_record);
+    INSERT INTO log_nodes (level, idx, hash) VALUES (0, v_size, v_carry);
     INSERT INTO decision_results (seq, position, policy, version, outcome, code, enforced)
     SELECT v_size + 1, r.position - 1, r.policy, r.version, r.outcome, r.code, r.enforced
     FROM unnest(p_policies, p_versions, p_outcomes, p_codes, p_enforced)

@@ -1,0 +1,282 @@
+"""What auditors ask of the decision log, and how a log is checked against itself and its checkpoints.
+
+The values here cross the `DecisionLog` port; `LogCheck` is the pure part of `idgate decisions
+verify`: fed the stored tree's leaves and the decision rows in order, it names the first position
+where they disagree and what the disagreement looks like.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import merkle, records
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed tree head: the log had `size` entries with this `root` at `signed_at`."""
+
+    size: int
+    root: bytes
+    signed_at: datetime
+    note: str  # the C2SP signed note, as published
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """One entry: its position (seq, from 1) and its format-1 record."""
+
+    seq: int
+    record: Mapping[str, Any]
+
+    @property
+    def decision_id(self) -> str:
+        return str(self.record["decision_id"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionFilter:
+    """Which decisions; every field left None matches all. Times are [since, until)."""
+
+    verdict: str | None = None
+    policy: str | None = None
+    outcome: str | None = None
+    code: str | None = None
+    subject: str | None = None
+    imp_uid: str | None = None
+    provider: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def given(self) -> dict[str, str]:
+        """The filters that were set, as text (what the access log keeps)."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else str(value)
+            for name in self.__dataclass_fields__
+            if (value := getattr(self, name)) is not None
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionPage:
+    decisions: Sequence[LoggedDecision]
+    next_before: int | None  # pass as `before` for the next (older) page; None at the end
+
+
+class Bucket(enum.StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts per time bucket (its start, UTC): by verdict, and denials by the code that denied."""
+
+    bucket: Bucket
+    verdicts: Sequence[tuple[datetime, str, int]]
+    deny_codes: Sequence[tuple[datetime, str, str, int]]  # (bucket, policy, code, count)
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    seq: int
+    tree_size: int
+    leaf_hash: bytes
+    path: Sequence[bytes]
+    root: bytes
+
+    def verifies(self) -> bool:
+        return merkle.verify_inclusion(self.leaf_hash, self.seq - 1, self.tree_size, self.path, self.root)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    path: Sequence[bytes]
+
+    def verifies(self) -> bool:
+        return merkle.verify_consistency(
+            self.old_size, self.new_size, self.old_root, self.new_root, self.path
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditAccess:
+    at: datetime
+    actor: str
+    route: str
+    query: Mapping[str, str]
+
+
+class Tampering(enum.StrEnum):
+    """What a disagreement between the decision rows and the tree looks like."""
+
+    EDITED = "edited"  # a record's bytes changed in place
+    DELETED = "deleted"  # a record is missing, or everything after it moved up
+    INSERTED = "inserted"  # a record the tree never had, in place or beyond its end
+    REORDERED = "reordered"  # records that are in the tree, at other positions
+    TREE = "tree"  # the tree itself disagrees with its own nodes, its head or a checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    seq: int  # the first position affected (for TREE: the first entry the failing check covers)
+    kind: Tampering
+    detail: str
+
+
+@dataclass(slots=True)
+class LogCheck:
+    """Compares the decision rows (their records, by seq) with the stored tree's leaves, in one pass.
+
+    `tree_leaves` are the stored level-0 hashes, by position (seq - 1); rows are fed in seq order.
+    The first disagreement found is kept; later ones follow from it more often than not.
+    """
+
+    tree_leaves: Sequence[bytes]
+    finding: Finding | None = None
+    checked: int = 0
+    _expected_at: dict[bytes, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._expected_at = {leaf: index for index, leaf in enumerate(self.tree_leaves)}
+
+    def feed(self, seq: int, leaf: bytes, next_leaf: bytes | None) -> None:
+        """One row: its seq and its record's leaf hash, and the leaf of the row after it (None for the
+        last), so that rows shifted by an insertion can be told from an edit."""
+        self.checked += 1
+        if self.finding is not None:
+            return
+        expected_seq = self.checked
+        size = len(self.tree_leaves)
+        if seq > size:
+            self.finding = Finding(seq, Tampering.INSERTED, f"seq {seq} is beyond the tree's {size} entries")
+        elif seq != expected_seq:
+            self.finding = Finding(expected_seq, Tampering.DELETED, f"no row has seq {expected_seq}")
+        elif leaf != self.tree_leaves[seq - 1]:
+            self.finding = self._misplaced(seq, leaf, next_leaf)
+
+    def _misplaced(self, seq: int, leaf: bytes, next_leaf: bytes | None) -> Finding:
+        at = self._expected_at.get(leaf)
+        expected_here = self.tree_leaves[seq - 1]
+        if at is None:
+            # Unknown bytes here. If the row after holds what belongs here, a row was slipped in.
+            if next_leaf == expected_here:
+                return Finding(seq, Tampering.INSERTED, f"seq {seq} holds a record the tree never had")
+            return Finding(seq, Tampering.EDITED, f"the record at seq {seq} is not the one the tree holds")
+        if at == seq:  # the record that belongs after this one: the one here was taken out
+            return Finding(
+                seq, Tampering.DELETED, f"the record at seq {seq} is gone; the rows after it moved up"
+            )
+        return Finding(seq, Tampering.REORDERED, f"seq {seq} holds the record of seq {at + 1}")
+
+    def finish(self) -> None:
+        if self.finding is None and self.checked < len(self.tree_leaves):
+            seq = self.checked + 1
+            self.finding = Finding(seq, Tampering.DELETED, f"the rows from seq {seq} on are gone")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    size: int  # entries in the tree
+    rows: int  # decision rows read
+    checkpoints: int  # checkpoints whose signature and root were checked
+    finding: Finding | None
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+
+def leaf_of(record: Mapping[str, Any]) -> bytes:
+    return merkle.leaf_hash(records.canonical(record))
+
+
+def tree_finding(
+    leaves: Sequence[bytes],
+    stored_levels: Mapping[int, Sequence[bytes]],
+    head: LogHead,
+    checkpoints: Sequence[Checkpoint],
+    signed: Callable[[Checkpoint], bool],
+) -> Finding | None:
+    """The tree held against itself: every stored node against the hash of its leaves, the head
+    against the tree, and every checkpoint (oldest first) against its signature and the tree's root
+    at its size. A checkpoint that fails means the entries after the one before it were changed."""
+    computed = dict(merkle.perfect_levels(leaves)) if leaves else {0: []}
+
+    def root_at(size: int) -> bytes:
+        return merkle.range_hash(0, size, lambda level, index: computed[level][index])
+
+    found = _node_finding(stored_levels, computed)
+    if found is None and (head.size != len(leaves) or head.root != root_at(len(leaves))):
+        found = Finding(
+            min(head.size, len(leaves)) + 1, Tampering.TREE, "the log's head does not match its tree"
+        )
+    return found or _checkpoint_finding(len(leaves), root_at, checkpoints, signed)
+
+
+def _node_finding(
+    stored_levels: Mapping[int, Sequence[bytes]], computed: Mapping[int, Sequence[bytes]]
+) -> Finding | None:
+    for level in sorted(stored_levels):
+        if level == 0:
+            continue
+        stored, expected = stored_levels[level], computed.get(level, [])
+        for index, (have, want) in enumerate(zip(stored, expected, strict=False)):
+            if have != want:
+                return Finding(
+                    (index << level) + 1,
+                    Tampering.TREE,
+                    f"the stored node ({level}, {index}) does not hash its leaves",
+                )
+        if len(stored) != len(expected):
+            first = (min(len(stored), len(expected)) << level) + 1
+            return Finding(
+                first,
+                Tampering.TREE,
+                f"level {level} of the stored tree has {len(stored)} nodes, not {len(expected)}",
+            )
+    return None
+
+
+def _checkpoint_finding(
+    size: int,
+    root_at: Callable[[int], bytes],
+    checkpoints: Sequence[Checkpoint],
+    signed: Callable[[Checkpoint], bool],
+) -> Finding | None:
+    previous = 0
+    for checkpoint in sorted(checkpoints, key=lambda c: c.size):
+        if not signed(checkpoint):
+            return Finding(
+                previous + 1,
+                Tampering.TREE,
+                f"the checkpoint of size {checkpoint.size} is not signed by the log's key",
+            )
+        if checkpoint.size > size:
+            return Finding(
+                size + 1,
+                Tampering.DELETED,
+                f"checkpoint {checkpoint.size} covers entries the tree no longer has",
+            )
+        if root_at(checkpoint.size) != checkpoint.root:
+            return Finding(
+                previous + 1,
+                Tampering.TREE,
+                f"the tree's first {checkpoint.size} entries no longer hash to the root checkpoint {checkpoint.size} signed",
+            )
+        previous = checkpoint.size
+    return None
