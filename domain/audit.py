@@ -177,6 +177,8 @@ class LogCheck:
             if next_leaf == expected_here:
                 return Finding(seq, Tampering.INSERTED, f"seq {seq} holds a record the tree never had")
             return Finding(seq, Tampering.EDITED, f"the record at seq {seq} is not the one the tree holds")
+        if at == seq and next_leaf == expected_here:  # two neighbours swapped places
+            return Finding(seq, Tampering.REORDERED, f"seq {seq} and seq {seq + 1} swapped places")
         if at == seq:  # the record that belongs after this one: the one here was taken out
             return Finding(
                 seq, Tampering.DELETED, f"the record at seq {seq} is gone; the rows after it moved up"

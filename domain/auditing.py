@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from .audit import (
+    AuditAccess,
     Bucket,
     Checkpoint,
     ConsistencyProof,
@@ -17,6 +18,7 @@ from .audit import (
     DecisionPage,
     InclusionProof,
     LoggedDecision,
+    LogHead,
     Stats,
     VerifyReport,
 )
@@ -98,6 +100,19 @@ async def prove_consistency(
         raise InvalidRequest(f"sizes must satisfy 0 < old ≤ new ≤ {head.size} (the log's size now).")
     await log.record_access(asker.name, "consistency", {"old": str(old_size), "new": str(new_size)})
     return await log.consistency_proof(old_size, new_size)
+
+
+async def log_status(*, log: DecisionLog, asker: Principal) -> tuple[LogHead, Checkpoint | None]:
+    """The log's size and root now, and its newest checkpoint."""
+    await log.record_access(asker.name, "log", {})
+    latest = await log.checkpoints(limit=1)
+    return await log.head(), (latest[0] if latest else None)
+
+
+async def accesses(*, log: DecisionLog, limit: int) -> Sequence[AuditAccess]:
+    if not 1 <= limit <= 10_000:
+        raise InvalidRequest("limit must be 1 to 10000.")
+    return await log.accesses(limit=limit)
 
 
 async def make_checkpoint(*, log: DecisionLog, signer: CheckpointSigner, clock: Clock) -> Checkpoint | None:

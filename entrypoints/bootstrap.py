@@ -206,6 +206,12 @@ class Operations:
     verifications: VerificationStore
     clock: Clock
     retention: Retention
+    log: DecisionLog
+    settings: Settings
+
+    def signer(self) -> CheckpointSigner:
+        """The log's signing key, loaded only by the commands that sign or check checkpoints."""
+        return checkpoint_signer(self.settings)
 
     async def purge(self) -> Purged:
         return await services.purge_expired(
@@ -221,7 +227,8 @@ async def operations(settings: Settings, *, clock: Clock | None = None) -> Async
     async with database(settings, write_transactions=True) as db:
         source = keyring_source(settings)
         engine = db.engine
-        vault = SqlVerificationStore(db, VerifiedKeyring(source.current, engine, clock), clock)
+        keyring = VerifiedKeyring(source.current, engine, clock)
+        vault = SqlVerificationStore(db, keyring, clock)
         yield Operations(
             keys=KeyMaintenance(engine, source, clock),
             vault=vault,
@@ -229,6 +236,8 @@ async def operations(settings: Settings, *, clock: Clock | None = None) -> Async
             verifications=vault,
             clock=clock,
             retention=retention(settings),
+            log=SqlDecisionLog(db, keyring, clock),
+            settings=settings,
         )
 
 

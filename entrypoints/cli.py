@@ -13,15 +13,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
 import msgspec
 import structlog
-import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -55,38 +53,18 @@ from .bootstrap import (
     schema_revisions,
     upgrade_schema,
 )
-from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW, answer_for
+from .cli_audit import access_log, decisions
+from .cli_common import fail as _fail
+from .cli_common import run as _run
+from .cli_common import settings_of as _settings
+from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW
 from .http import create_app
 from .logs import configure_logging
 from .schemas import decision_out
 from .servers import Listener, serve_forever, serve_workers, serving
 from .settings import DEFAULT_DATA_DIR, INIT_TEMPLATE, Settings, load_settings, with_overrides
 
-T = TypeVar("T")
 log = structlog.get_logger("idgate.cli")
-
-
-def _fail(error: IdgateError) -> NoReturn:
-    click.echo(f"error ({error.code}): {error.message}", err=True)
-    sys.exit(answer_for(error).exit_code)
-
-
-def _run(coroutine_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    try:
-        # uvloop: the event loop in C, a third less CPU per request than asyncio's own.
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coroutine_fn())
-    except IdgateError as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings(ctx.obj["config"])
-    except IdgateError as error:
-        _fail(error)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -582,3 +560,7 @@ def erase(ctx: click.Context, subject: str) -> None:
 
     _run(go)
     click.echo(f"erased the identity of {subject}")
+
+
+main.add_command(decisions)
+main.add_command(access_log)

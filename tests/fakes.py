@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -33,7 +33,24 @@ from idgate.domain import (
     TooManyRequests,
     Verdict,
     VerifiedIdentity,
+    audit,
+    merkle,
+    records,
 )
+from idgate.domain.audit import (
+    AuditAccess,
+    Bucket,
+    Checkpoint,
+    ConsistencyProof,
+    DecisionFilter,
+    DecisionPage,
+    InclusionProof,
+    LoggedDecision,
+    LogHead,
+    Stats,
+    VerifyReport,
+)
+from idgate.domain.ports import Progress
 from idgate.domain.services import validate_imp_uid
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -98,6 +115,7 @@ class InMemoryVerificationStore:
     consumed_at: dict[str, datetime] = field(default_factory=dict)
     request_counts: dict[tuple[str, datetime], int] = field(default_factory=dict)
     decisions: list[PolicyDecision] = field(default_factory=list)
+    identity_refs: list[str | None] = field(default_factory=list)  # by decision, as the log keeps them
     identities: dict[str, Certification] = field(default_factory=dict)  # by subject
     access_log: list[IdentityAccess] = field(default_factory=list)
     clock: FixedClock = field(default_factory=FixedClock)
@@ -164,6 +182,7 @@ class InMemoryVerificationStore:
             if binds and subject is not None:
                 self.identities[subject] = certification
             self.decisions.append(decision)
+            self.identity_refs.append(fake_identity_ref(certification))
 
     async def subjects_with_ci(self, ci: str) -> list[str]:
         return sorted(s for s, c in self.identities.items() if c.ci == ci.strip())
@@ -206,6 +225,129 @@ class InMemoryVerificationStore:
 
     async def get_decision(self, decision_id: str) -> PolicyDecision | None:
         return next((d for d in self.decisions if d.decision_id == decision_id), None)
+
+
+def fake_identity_ref(certification: Certification) -> str | None:
+    """A stand-in for the keyed digest the real store logs: a hash of the CI (or DI), never the value."""
+    for kind, value in (("ci", certification.ci), ("di", certification.di)):
+        if value:
+            return f"{kind}:0:{hashlib.sha256(f'fake-key/{kind}/{value.strip()}'.encode()).hexdigest()}"
+    return None
+
+
+@dataclass
+class InMemoryDecisionLog:
+    """The DecisionLog port over the fake store's decisions: records, tree and proofs computed by the
+    domain's own definitions, filters applied in Python. Held to tests/contract/test_decision_log.py."""
+
+    store: InMemoryVerificationStore
+    saved: dict[int, Checkpoint] = field(default_factory=dict)
+    access_log: list[AuditAccess] = field(default_factory=list)
+
+    def _entries(self) -> list[LoggedDecision]:
+        return [
+            LoggedDecision(n, records.parse(records.canonical(records.record_of(d, ref))))
+            for n, (d, ref) in enumerate(zip(self.store.decisions, self.store.identity_refs, strict=True), 1)
+        ]
+
+    def _leaves(self) -> list[bytes]:
+        return [audit.leaf_of(e.record) for e in self._entries()]
+
+    @staticmethod
+    def _hashes(leaves: list[bytes], ranges: list[tuple[int, int]]) -> list[bytes]:
+        levels = dict(merkle.perfect_levels(leaves))
+        return [merkle.range_hash(a, b, lambda level, index: levels[level][index]) for a, b in ranges]
+
+    async def head(self) -> LogHead:
+        leaves = self._leaves()
+        return LogHead(len(leaves), merkle.root_of(leaves))
+
+    async def find(self, decision_id: str) -> LoggedDecision | None:
+        return next((e for e in self._entries() if e.decision_id == decision_id), None)
+
+    def _matching(self, where: DecisionFilter) -> list[LoggedDecision]:
+        def matches(e: LoggedDecision) -> bool:
+            r = e.record
+            for name in ("verdict", "subject", "imp_uid", "provider"):
+                wanted = getattr(where, name)
+                if wanted is not None and r[name] != wanted:
+                    return False
+            decided = datetime.fromisoformat(r["decided_at"])
+            if (where.since and decided < where.since) or (where.until and decided >= where.until):
+                return False
+            asked = {k: v for k in ("policy", "outcome", "code") if (v := getattr(where, k)) is not None}
+            return not asked or any(all(x[k] == v for k, v in asked.items()) for x in r["results"])
+
+        return [e for e in self._entries() if matches(e)]
+
+    async def page(self, where: DecisionFilter, *, before: int | None, limit: int) -> DecisionPage:
+        newest_first = [e for e in reversed(self._matching(where)) if before is None or e.seq < before]
+        found = newest_first[:limit]
+        return DecisionPage(found, found[-1].seq if len(newest_first) > limit else None)
+
+    async def stats(self, where: DecisionFilter, bucket: Bucket) -> Stats:
+        verdicts: dict[tuple[datetime, str], int] = {}
+        codes: dict[tuple[datetime, str, str], int] = {}
+        for e in self._matching(where):
+            decided = datetime.fromisoformat(e.record["decided_at"])
+            start = decided.replace(minute=0, second=0, microsecond=0)
+            if bucket is Bucket.DAY:
+                start = start.replace(hour=0)
+            verdicts[start, e.record["verdict"]] = verdicts.get((start, e.record["verdict"]), 0) + 1
+            for x in e.record["results"]:
+                if x["enforced"] and x["outcome"] in ("deny", "error"):
+                    key = (start, x["policy"], x["code"])
+                    codes[key] = codes.get(key, 0) + 1
+        return Stats(
+            bucket,
+            [(s, v, n) for (s, v), n in sorted(verdicts.items())],
+            [(s, p, c, n) for (s, p, c), n in sorted(codes.items())],
+        )
+
+    async def export(self, where: DecisionFilter) -> AsyncIterator[LoggedDecision]:
+        for entry in self._matching(where):
+            yield entry
+
+    async def of_person(self, ci: str, *, limit: int) -> Sequence[LoggedDecision]:
+        ref = fake_identity_ref(a_certification(ci=ci))
+        return [e for e in reversed(self._entries()) if e.record["identity_ref"] == ref][:limit]
+
+    async def inclusion_proof(self, seq: int, tree_size: int) -> InclusionProof:
+        leaves = self._leaves()[:tree_size]
+        if not 1 <= seq <= len(leaves):
+            raise ValueError("no decision has that seq")
+        path = self._hashes(leaves, merkle.inclusion_ranges(seq - 1, tree_size))
+        return InclusionProof(seq, tree_size, leaves[seq - 1], path, merkle.root_of(leaves))
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        leaves = self._leaves()[:new_size]
+        path = self._hashes(leaves, merkle.consistency_ranges(old_size, new_size))
+        return ConsistencyProof(
+            old_size, new_size, merkle.root_of(leaves[:old_size]), merkle.root_of(leaves), path
+        )
+
+    async def checkpoints(self, *, limit: int) -> Sequence[Checkpoint]:
+        return [self.saved[size] for size in sorted(self.saved, reverse=True)][:limit]
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.saved.setdefault(checkpoint.size, checkpoint)
+
+    async def verify(
+        self, signed: Callable[[Checkpoint], bool], progress: Progress | None = None
+    ) -> VerifyReport:
+        leaves = self._leaves()
+        head = await self.head()
+        levels = dict(merkle.perfect_levels(leaves)) if leaves else {}
+        finding = audit.tree_finding(leaves, levels, head, list(self.saved.values()), signed)
+        if progress is not None:
+            progress(len(leaves), len(leaves))
+        return VerifyReport(len(leaves), len(leaves), len(self.saved), finding)
+
+    async def record_access(self, actor: str, route: str, query: Mapping[str, str]) -> None:
+        self.access_log.append(AuditAccess(self.store.clock.now(), actor, route, dict(query)))
+
+    async def accesses(self, *, limit: int) -> Sequence[AuditAccess]:
+        return list(reversed(self.access_log))[:limit]
 
 
 @dataclass
@@ -258,7 +400,9 @@ class StaticPolicyEvaluator:
         return list(self.results)
 
 
-def a_result(outcome: Outcome, *, policy: str = "p", enforced: bool = True) -> PolicyResult:
+def a_result(
+    outcome: Outcome, *, policy: str = "p", enforced: bool = True, code: str | None = None
+) -> PolicyResult:
     return PolicyResult(
-        policy=policy, version="1", outcome=outcome, code=outcome.value, message="", enforced=enforced
+        policy=policy, version="1", outcome=outcome, code=code or outcome.value, message="", enforced=enforced
     )

@@ -201,6 +201,7 @@ async def test_the_docs_page_renders_the_api_with_every_other_host_unreachable(
         pytest.skip(why)
     browser = await asyncio.create_subprocess_exec(
         BROWSER,
+        "--headless",  # chromium itself needs it (no X server here); the headless shell accepts it
         "--no-sandbox",  # the tests may run as root
         "--disable-gpu",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",

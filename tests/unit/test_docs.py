@@ -10,6 +10,7 @@ import click
 import pytest
 
 from idgate.domain import Category, IdgateError, error_classes
+from idgate.entrypoints import audit_api
 from idgate.entrypoints.cli import main
 from idgate.entrypoints.errors import ANSWERS, HTTP_ONLY_CODES
 from idgate.entrypoints.settings import env_overrides
@@ -71,3 +72,19 @@ def test_every_cli_command_is_in_the_readme(command: str) -> None:
 def test_every_configuration_key_is_in_the_readme(variable: str) -> None:
     section, key = env_overrides()[variable]
     assert re.search(rf"`{section}\.[^`]*\b{key}\b|`{section}\.\w+` / `{key}`", README), f"{section}.{key}"
+
+
+def auditor_routes() -> list[str]:
+    return sorted(
+        f"{method} {path.replace('{decision_id:str}', '{decision_id}')}"
+        for handler in audit_api.ROUTES
+        if handler.include_in_schema
+        for path in handler.paths
+        for method in handler.http_methods
+    )
+
+
+@pytest.mark.parametrize("route", auditor_routes())
+def test_every_auditor_route_is_in_the_readme(route: str) -> None:
+    documented = re.findall(r"^\| `([A-Z]+ /[^`?\s]+)", README, re.MULTILINE)
+    assert route in documented, route
