@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from idgate.domain import Channel, auditing, merkle
+from idgate.domain import Channel, Principal, Role, auditing, merkle, records, services
 from idgate.domain.audit import Tampering, VerifyReport
 from idgate.entrypoints.bootstrap import Container, bootstrap
 from idgate.entrypoints.settings import Settings, with_overrides
@@ -161,3 +161,19 @@ async def test_an_untouched_log_verifies_and_counts_every_row(log: Container) ->
     report = await verified(log)
     assert report.ok
     assert (report.size, report.rows, report.checkpoints) == (ENTRIES, ENTRIES, 1)
+
+
+async def test_erasing_an_identity_leaves_every_record_and_proof_intact(
+    log: Container, database: TestDatabase
+) -> None:
+    assert await log.checkpoint() is not None
+    before = database.rows("SELECT seq, record FROM decisions ORDER BY seq")
+    admin = Principal(name="ops", role=Role.ADMIN)
+    await services.erase_identity("acct-1", accessor=admin, vault=log.vault)
+    assert database.scalar("SELECT count(*) FROM identities WHERE subject = 'acct-1'") == 0
+    assert database.rows("SELECT seq, record FROM decisions ORDER BY seq") == before
+    assert (await verified(log)).ok
+    entries, _ = log.decision_log()
+    found = await entries.find(records.parse(bytes(before[1][1]))["decision_id"])
+    assert found is not None
+    assert (await entries.inclusion_proof(found.seq, ENTRIES)).verifies()
