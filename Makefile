@@ -44,6 +44,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy -p idgate -p tests
+	$(BIN)/mypy docs/verify_decision_log.py
 
 arch: install
 	$(BIN)/lint-imports

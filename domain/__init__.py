@@ -64,6 +64,7 @@ from .model import (
 from .ports import (
     AccessTokens,
     CertificationProvider,
+    CheckpointChecker,
     CheckpointSigner,
     Clock,
     DecisionLog,
@@ -85,6 +86,7 @@ __all__ = [
     "CertificationNotFound",
     "CertificationProvider",
     "Channel",
+    "CheckpointChecker",
     "CheckpointSigner",
     "Clock",
     "ConfigurationError",

@@ -24,7 +24,7 @@ from .audit import (
 )
 from .errors import DecisionNotFound, InvalidRequest
 from .model import Principal
-from .ports import CheckpointSigner, Clock, DecisionLog, Progress
+from .ports import CheckpointChecker, CheckpointSigner, Clock, DecisionLog, Progress
 
 MAX_PAGE = 500
 
@@ -50,14 +50,30 @@ async def list_decisions(
     return await log.page(where, before=before, limit=limit)
 
 
-async def show_decision(*, log: DecisionLog, asker: Principal, decision_id: str) -> ProvenDecision:
-    await log.record_access(asker.name, "show", {"decision_id": decision_id})
+async def show_decision(
+    *, log: DecisionLog, asker: Principal, decision_id: str, tree_size: int | None = None
+) -> ProvenDecision:
+    """The entry and its inclusion proof: in the tree of `tree_size` entries when given (a checkpoint
+    the auditor holds), else in the newest checkpoint's tree, else in the current tree."""
+    await log.record_access(
+        asker.name,
+        "show",
+        {"decision_id": decision_id, **({"tree_size": str(tree_size)} if tree_size else {})},
+    )
     found = await log.find(decision_id)
     if found is None:
         raise DecisionNotFound("no decision in the log has this decision_id.")
+    head = await log.head()
+    if tree_size is not None:
+        if not found.seq <= tree_size <= head.size:
+            raise InvalidRequest(
+                f"tree_size must be from {found.seq} (this decision's seq) to {head.size} (the log's size now)."
+            )
+        covering = await log.checkpoint_at(tree_size)
+        return ProvenDecision(found, await log.inclusion_proof(found.seq, tree_size), covering)
     latest = await log.checkpoints(limit=1)
     covering = latest[0] if latest and latest[0].size >= found.seq else None
-    size = covering.size if covering is not None else (await log.head()).size
+    size = covering.size if covering is not None else head.size
     return ProvenDecision(found, await log.inclusion_proof(found.seq, size), covering)
 
 
@@ -129,6 +145,8 @@ async def make_checkpoint(*, log: DecisionLog, signer: CheckpointSigner, clock: 
 
 
 async def verify_log(
-    *, log: DecisionLog, signer: CheckpointSigner, progress: Progress | None = None
+    *, log: DecisionLog, asker: Principal, checker: CheckpointChecker, progress: Progress | None = None
 ) -> VerifyReport:
-    return await log.verify(lambda checkpoint: signer.verifies(checkpoint.note), progress)
+    """Recompute the whole log; `checker` holds the public key (the signing key is not needed)."""
+    await log.record_access(asker.name, "verify", {})
+    return await log.verify(lambda checkpoint: checker.verifies(checkpoint.note), progress)

@@ -193,6 +193,10 @@ class DecisionLog(Protocol):
         """Newest first."""
         ...
 
+    async def checkpoint_at(self, size: int) -> Checkpoint | None:
+        """The checkpoint of a log of exactly `size` entries, if one was made."""
+        ...
+
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Keep it; one for a size already kept is left as it is."""
         ...
@@ -210,11 +214,15 @@ class DecisionLog(Protocol):
         ...
 
 
-class CheckpointSigner(Protocol):
+class CheckpointChecker(Protocol):
+    """The log's public key: is a checkpoint's note signed by the log?"""
+
+    def verifies(self, note: str) -> bool: ...
+
+
+class CheckpointSigner(CheckpointChecker, Protocol):
     """The log's signing key, kept apart from everything the database holds."""
 
     def sign(self, size: int, root: bytes, at: datetime) -> Checkpoint: ...
-
-    def verifies(self, note: str) -> bool: ...
 
     def public_key_pem(self) -> str: ...

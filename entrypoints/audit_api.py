@@ -242,8 +242,7 @@ async def log_status(container: NamedDependency[Container], request: Request[Any
 async def verify_log(container: NamedDependency[Container], request: Request[Any, Any, Any]) -> VerifyOut:
     asker = await _auditor(container, request)
     log, signer = container.decision_log()
-    await log.record_access(asker.name, "verify", {})
-    return verify_out(await auditing.verify_log(log=log, signer=signer))
+    return verify_out(await auditing.verify_log(log=log, asker=asker, checker=signer))
 
 
 @get(
@@ -253,11 +252,18 @@ async def verify_log(container: NamedDependency[Container], request: Request[Any
     responses=problems(401, 403, 404, 503),
 )
 async def show_decision(
-    container: NamedDependency[Container], request: Request[Any, Any, Any], decision_id: FromPath[str]
+    container: NamedDependency[Container],
+    request: Request[Any, Any, Any],
+    decision_id: FromPath[str],
+    tree_size: Annotated[
+        int | None,
+        Parameter(ge=1, description="prove inclusion in the tree of this size (a checkpoint you hold)"),
+    ] = None,
 ) -> ProvenEntry:
     asker = await _auditor(container, request)
     log, _ = container.decision_log()
-    return proven_entry_out(await auditing.show_decision(log=log, asker=asker, decision_id=decision_id))
+    found = await auditing.show_decision(log=log, asker=asker, decision_id=decision_id, tree_size=tree_size)
+    return proven_entry_out(found)
 
 
 @get("/audit", media_type=MediaType.HTML, include_in_schema=False)

@@ -41,9 +41,7 @@ from idgate.domain import (
     services,
 )
 from idgate.policies.engine import load_catalog, new_plugin_manager
-from idgate.sandbox import SandboxState, create_sandbox_app
 
-from . import worker
 from .bootstrap import (
     bootstrap,
     check_schema,
@@ -58,13 +56,15 @@ from .cli_common import fail as _fail
 from .cli_common import run as _run
 from .cli_common import settings_of as _settings
 from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW
-from .http import create_app
 from .logs import configure_logging
 from .schemas import decision_out
-from .servers import Listener, serve_forever, serve_workers, serving
 from .settings import DEFAULT_DATA_DIR, INIT_TEMPLATE, Settings, load_settings, with_overrides
 
 log = structlog.get_logger("idgate.cli")
+
+# _web_stack: `serve`, `sandbox` and `demo` import the HTTP apps and servers (Litestar, uvicorn, the
+# sandbox) when they run, not when the module loads: that is half a second every other command,
+# from `idgate --help` to `idgate decisions list`, would otherwise spend before doing anything.
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -161,6 +161,10 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
         log.info("policies", enabled=",".join(policies.enabled), policy_set=policies.policy_set)
 
     _run(check)
+    from . import worker  # noqa: PLC0415 - see _web_stack
+    from .http import create_app  # noqa: PLC0415
+    from .servers import Listener, serve_forever, serve_workers  # noqa: PLC0415
+
     listening = f"idgate listening on http://{host}:{port} (OpenAPI at /schema)"
     trusted = settings.http.forwarded_allow_ips
     if workers == 1:
@@ -208,6 +212,10 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
 @click.pass_context
 def sandbox(ctx: click.Context, host: str, port: int, imp_key: str, imp_secret: str) -> None:
     """Run the PortOne V1 emulator (test data only)."""
+    from idgate.sandbox import SandboxState, create_sandbox_app  # noqa: PLC0415 - see _web_stack
+
+    from .servers import Listener, serve_forever  # noqa: PLC0415
+
     app = create_sandbox_app(SandboxState(imp_key=imp_key, imp_secret=imp_secret))
     click.echo(
         f"PortOne sandbox on http://{host}:{port}  imp_key={imp_key} imp_secret={imp_secret}", err=True
@@ -241,6 +249,11 @@ def demo(ctx: click.Context, host: str, port: int, sandbox_port: int, check: boo
     if not demo_signing.path.exists():
         demo_signing.create()
     _run(lambda: upgrade_schema(settings))
+
+    from idgate.sandbox import SandboxState, create_sandbox_app  # noqa: PLC0415 - see _web_stack
+
+    from .http import create_app  # noqa: PLC0415
+    from .servers import Listener, serving  # noqa: PLC0415
 
     async def start() -> None:
         listeners = [

@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from idgate.domain import IdgateError, Principal, Role, auditing
+from idgate.adapters.crypto import PublicKeyChecker
+from idgate.domain import CheckpointChecker, IdgateError, Principal, Role, auditing
 from idgate.domain.audit import DecisionFilter, LoggedDecision
 
 from .audit_schemas import (
@@ -250,20 +251,30 @@ def export_decisions(ctx: click.Context, where: DecisionFilter, form: str, outpu
 
 
 @decisions.command("verify")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Check checkpoints with this PEM public key instead of the signing key's (an auditor's copy).",
+)
 @click.option("--json", "as_json", is_flag=True, help="POST /decisions/verify's answer.")
 @click.pass_context
-def verify_log(ctx: click.Context, as_json: bool) -> None:
+def verify_log(ctx: click.Context, public_key: Path | None, as_json: bool) -> None:
     """Recompute every record's hash, the tree and every checkpoint; exit 1 naming the first bad seq."""
     settings = settings_of(ctx)
 
+    pem = public_key.read_bytes() if public_key else None
+
     async def verify() -> Any:
         async with operations(settings) as ops:
-            signer = ops.signer()
+            checker: CheckpointChecker = (
+                PublicKeyChecker(settings.audit.log_name, pem) if pem is not None else ops.signer()
+            )
             with _progress() as bar:
                 task = bar.add_task("verifying the decision log", total=None)
                 return await auditing.verify_log(
                     log=ops.log,
-                    signer=signer,
+                    asker=_asker(),
+                    checker=checker,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
 
@@ -307,10 +318,18 @@ def checkpoint(ctx: click.Context, as_json: bool) -> None:
     "--old", type=click.IntRange(min=1), help="With --new: prove the log of --new entries extends --old's."
 )
 @click.option("--new", type=click.IntRange(min=1))
+@click.option(
+    "--tree-size", type=click.IntRange(min=1), help="With DECISION_ID: prove it in the tree of this size."
+)
 @click.option("--json", "as_json", is_flag=True, help="The API's answer (what the docs' verifier reads).")
 @click.pass_context
-def prove(
-    ctx: click.Context, decision_id: str | None, old: int | None, new: int | None, as_json: bool
+def prove(  # noqa: PLR0917 - click passes every option by name; the signature is its list
+    ctx: click.Context,
+    decision_id: str | None,
+    old: int | None,
+    new: int | None,
+    tree_size: int | None,
+    as_json: bool,
 ) -> None:
     """Inclusion proof of DECISION_ID, or consistency proof between tree sizes --old and --new."""
     if (decision_id is None) == (old is None or new is None):
@@ -322,7 +341,9 @@ def prove(
         async with operations(settings) as ops:
             if decision_id is not None:
                 return proven_entry_out(
-                    await auditing.show_decision(log=ops.log, asker=_asker(), decision_id=decision_id)
+                    await auditing.show_decision(
+                        log=ops.log, asker=_asker(), decision_id=decision_id, tree_size=tree_size
+                    )
                 )
             return consistency_out(
                 await auditing.prove_consistency(

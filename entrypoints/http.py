@@ -181,6 +181,7 @@ async def verify_redirect(
     except IdgateError as error:
         if not http.deny_url:
             raise
+        _log_failure(error)
         return Redirect(_with_query(http.deny_url, {"error": error.code}), status_code=303)
     target = http.allow_url if decision.verdict.value == "allow" else http.deny_url
     if not target:
@@ -306,15 +307,25 @@ async def demo_page(container: NamedDependency[Container]) -> Response[str]:
 
 
 # ---- errors as problem details ------------------------------------------------------------------
+def _log_failure(error: IdgateError) -> str | None:
+    """Write the error's log line; returns the reference a 5xx answer gives the client."""
+    answer = answer_for(error)
+    if answer.status < 500:
+        log.info("request_refused", code=error.code, status=answer.status)  # the message may echo input
+        return None
+    # The message is for the operator (it may name files, keys or rows); the client gets the
+    # category's title and a reference that finds the log line.
+    reference = secrets.token_hex(8)
+    log.error(
+        "request_failed", code=error.code, status=answer.status, reference=reference, detail=error.message
+    )
+    return reference
+
+
 def _domain_problem(error: IdgateError) -> ProblemDetailsException:
     answer = answer_for(error)
-    if answer.status >= 500:
-        # The message is for the operator (it may name files, keys or rows); the client gets the
-        # category's title and a reference that finds the log line.
-        reference = secrets.token_hex(8)
-        log.error(
-            "request_failed", code=error.code, status=answer.status, reference=reference, detail=error.message
-        )
+    reference = _log_failure(error)
+    if reference is not None:
         return ProblemDetailsException(
             status_code=answer.status,
             title=answer.title,

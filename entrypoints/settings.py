@@ -100,7 +100,7 @@ class RetentionSettings(_Section, frozen=True):
 class AuditSettings(_Section, frozen=True):
     """The decision log's signed checkpoints."""
 
-    # The Ed25519 key that signs checkpoints (mode 0600; `idgate decisions keygen`). Apart from the
+    # The Ed25519 key that signs checkpoints (mode 0600; `idgate keys generate` makes it). Apart from the
     # keyring on purpose: whoever can rewrite the database should not hold it.
     signing_key_path: str = f"{DEFAULT_DATA_DIR}/log-signing-key.pem"
     # The log's name in every checkpoint (C2SP "origin"): one word, e.g. idgate.example.com/decisions.

@@ -329,6 +329,9 @@ class InMemoryDecisionLog:
     async def checkpoints(self, *, limit: int) -> Sequence[Checkpoint]:
         return [self.saved[size] for size in sorted(self.saved, reverse=True)][:limit]
 
+    async def checkpoint_at(self, size: int) -> Checkpoint | None:
+        return self.saved.get(size)
+
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.saved.setdefault(checkpoint.size, checkpoint)
 

@@ -1,7 +1,7 @@
 """Keyrings, authenticated field encryption, blind indexes, and the decision log's signing key (on
 `cryptography`)."""
 
-from .checkpoints import CheckpointSigner, SigningKeyFile, verify_note
+from .checkpoints import CheckpointSigner, PublicKeyChecker, SigningKeyFile, verify_note
 from .envelope import BlindIndexer, DecryptionError, FieldCipher, check_value, normalize, same
 from .keyring import Key, Keyring, KeyringSource, Ring
 
@@ -13,6 +13,7 @@ __all__ = [
     "Key",
     "Keyring",
     "KeyringSource",
+    "PublicKeyChecker",
     "Ring",
     "SigningKeyFile",
     "check_value",

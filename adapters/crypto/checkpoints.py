@@ -102,6 +102,25 @@ def verify_note(note: str, name: str, public: bytes) -> bool:
     return False
 
 
+class PublicKeyChecker:
+    """Checks checkpoints with the log's public key alone: what an auditor without the signing key has."""
+
+    def __init__(self, name: str, pem: bytes) -> None:
+        try:
+            key = serialization.load_pem_public_key(pem)
+        except ValueError:
+            raise ConfigurationError(
+                "that file is not a PEM public key (see `idgate decisions public-key`)."
+            ) from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigurationError("the decision log's public key is an Ed25519 key; that one is not.")
+        self.name = name
+        self.public = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def verifies(self, note: str) -> bool:
+        return verify_note(note, self.name, self.public)
+
+
 class SigningKeyFile:
     """The log's signing key: an unencrypted PKCS #8 PEM file, readable by its owner only."""
 
@@ -113,8 +132,8 @@ class SigningKeyFile:
             info = self.path.stat()
         except FileNotFoundError:
             raise ConfigurationError(
-                f"the decision log's signing key {self.path} does not exist; run `idgate decisions keygen` "
-                "(or `idgate init`), and give auditors the public key it prints."
+                f"the decision log's signing key {self.path} does not exist; run `idgate keys generate` "
+                "(or `idgate init`) to create it, and give auditors `idgate decisions public-key`."
             ) from None
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigurationError(

@@ -319,6 +319,13 @@ class SqlDecisionLog:
             rows = (await connection.execute(query)).all()
         return [Checkpoint(r.size, bytes(r.root), as_utc(r.signed_at), r.note) for r in rows]
 
+    async def checkpoint_at(self, size: int) -> Checkpoint | None:
+        c = LOG_CHECKPOINTS.c
+        query = sa.select(c.size, c.root, c.signed_at, c.note).where(c.size == size)
+        async with translated_errors(), self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        return None if row is None else Checkpoint(row.size, bytes(row.root), as_utc(row.signed_at), row.note)
+
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         values = {
             "size": checkpoint.size,

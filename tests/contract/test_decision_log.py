@@ -202,6 +202,9 @@ async def test_checkpoints_newest_first_and_one_per_size(logged: Logged, tmp_pat
         key.sign(2, b"\0" * 32, logged.clock.now())
     )  # a second one for size 2: kept out
     assert [c.note for c in await log.checkpoints(limit=10)] == [second.note, first.note]
+    assert (await log.checkpoint_at(1)) == first
+    assert (await log.checkpoint_at(2)) == second
+    assert await log.checkpoint_at(3) is None
     assert (await log.verify(lambda c: key.verifies(c.note))).ok
     forged = await log.verify(lambda c: c.size != 2)
     assert forged.finding is not None

@@ -243,3 +243,33 @@ async def test_checkpoints_and_consistency_between_them(audited: Audited, sandbo
     verified = (await api.post("/decisions/verify", headers=auditor)).json()
     assert verified["ok"] is True
     assert (verified["size"], verified["rows"], verified["first_bad_seq"]) == (5, 5, None)
+
+
+async def test_a_proof_in_the_tree_of_a_checkpoint_the_auditor_holds(
+    audited: Audited, sandbox: Sandbox
+) -> None:
+    api, auditor = audited.api, audited.auditor
+    first = (
+        await api.get("/decisions", params={"imp_uid": audited.imp_uids["adult"]}, headers=auditor)
+    ).json()
+    decision_id = first["decisions"][0]["record"]["decision_id"]
+    body = await prepared_certification(api, sandbox, "mvno", subject="acct-5")
+    assert (await api.post("/certifications", json=body)).status_code == 200
+
+    for size in (1, 2, 4, 5):
+        shown = await api.get(f"/decisions/{decision_id}", params={"tree_size": size}, headers=auditor)
+        assert shown.status_code == 200, shown.text
+        proof = shown.json()["proof"]
+        assert (proof["tree_size"], proof["verifies"]) == (size, True)
+    for size in (6, 0):
+        refused = await api.get(f"/decisions/{decision_id}", params={"tree_size": size}, headers=auditor)
+        assert refused.status_code == 400, refused.text
+    later = (
+        await api.get("/decisions", params={"imp_uid": audited.imp_uids["again"]}, headers=auditor)
+    ).json()
+    before_it = await api.get(
+        f"/decisions/{later['decisions'][0]['record']['decision_id']}",
+        params={"tree_size": 3},
+        headers=auditor,
+    )
+    assert_problem(before_it, 400, "invalid_request")  # seq 4 is not in the tree of 3

@@ -33,7 +33,7 @@ async def log(settings: Settings, sandbox: Sandbox) -> AsyncIterator[Container]:
 
 async def verified(container: Container) -> VerifyReport:
     log, signer = container.decision_log()
-    return await auditing.verify_log(log=log, signer=signer)
+    return await auditing.verify_log(log=log, asker=Principal(name="test", role=Role.AUDITOR), checker=signer)
 
 
 def shift(database: TestDatabase, first: int, by: int) -> None:

@@ -250,3 +250,12 @@ async def test_serve_refuses_a_schema_it_was_not_written_for_and_says_what_to_ru
     empty_database.execute("update alembic_version set version_num = '9999'")  # a newer idgate was here
     assert_clean_failure(await idgate(*serve, env=env), 5, "revision 9999", "newer idgate")
     assert_clean_failure(await idgate("db", "upgrade", env=env), 5, "revision 9999", "newer idgate")
+
+
+def test_the_newest_revision_read_from_file_names_is_alembics_head() -> None:
+    from alembic.config import Config  # noqa: PLC0415 - idgate imports alembic only to migrate
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    assert schema.head() == ScriptDirectory.from_config(config).get_current_head()
