@@ -331,7 +331,7 @@ class _VerificationRows:
     async def in_one_call(self, sql: Transaction) -> None:
         """The same writes as one call of the function revision 0004 installs on PostgreSQL."""
         entry, identity, entries = self.entry, self.identity or {}, self.index_entries
-        decision, values = entry.decision, entry.columns()
+        decision, values, results = entry.decision, entry.columns(), entry.results(0)
         try:
             await sql.first(
                 _RECORD_VERIFICATION,
@@ -346,11 +346,12 @@ class _VerificationRows:
                     "index_keys": [e["index_key_id"] for e in entries],
                     "digests": [e["digest"] for e in entries],
                     **{f"decision_{column}": values[column] for column in _DECISION_ARGUMENTS},
-                    "policies": [r.policy for r in decision.results],
-                    "versions": [r.version for r in decision.results],
-                    "outcomes": [r.outcome.value for r in decision.results],
-                    "codes": [r.code for r in decision.results],
-                    "enforced": [r.enforced for r in decision.results],
+                    # the rows as append writes them (NFC, like the record), so verify finds them copies
+                    "policies": [r["policy"] for r in results],
+                    "versions": [r["version"] for r in results],
+                    "outcomes": [r["outcome"] for r in results],
+                    "codes": [r["code"] for r in results],
+                    "enforced": [r["enforced"] for r in results],
                 },
             )
         except ConstraintViolated as exc:
