@@ -39,7 +39,7 @@ from .audit_schemas import (
     verify_out,
 )
 from .bootstrap import Container
-from .schemas import REQUIRES_API_TOKEN, problems
+from .schemas import REQUIRES_API_TOKEN, bearer_token, problems
 
 REQUIRES_AUDITOR = REQUIRES_API_TOKEN
 DEFAULT_PAGE = 50
@@ -85,8 +85,7 @@ def decision_filter(
 
 
 async def _auditor(container: Container, request: Request[Any, Any, Any]) -> Principal:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    token = bearer_token(request.headers.get("authorization"))
     return await services.authorize(token, Role.AUDITOR, tokens=container.tokens)
 
 

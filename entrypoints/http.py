@@ -67,6 +67,7 @@ from .schemas import (
     PrepareOut,
     Readiness,
     VerifyIn,
+    bearer_token,
     decision_out,
     identity_out,
     problems,
@@ -200,12 +201,6 @@ IDENTITY_PATH = "/identities/{subject:str}"
 BearerToken = Annotated[str | None, HeaderParameter(name="Authorization", include_in_schema=False)]
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip()
-    return None
-
-
 def _subject_as_sent(request: Request[Any, Any, Any], subject: str) -> str:
     """The router drops a trailing slash, and decodes %2F before matching: `acct-1/` and `acct-1%2F`
     would both reach `acct-1`. Only the path exactly as sent may name a subject."""
@@ -228,7 +223,7 @@ async def read_identity(
     authorization: BearerToken = None,
 ) -> IdentityOut:
     subject = _subject_as_sent(request, subject)
-    accessor = await services.authorize(_bearer(authorization), Role.SERVICE, tokens=container.tokens)
+    accessor = await services.authorize(bearer_token(authorization), Role.SERVICE, tokens=container.tokens)
     return identity_out(await services.read_identity(subject, accessor=accessor, vault=container.vault))
 
 
@@ -246,7 +241,7 @@ async def erase_identity(
     authorization: BearerToken = None,
 ) -> None:
     subject = _subject_as_sent(request, subject)
-    accessor = await services.authorize(_bearer(authorization), Role.ADMIN, tokens=container.tokens)
+    accessor = await services.authorize(bearer_token(authorization), Role.ADMIN, tokens=container.tokens)
     await services.erase_identity(subject, accessor=accessor, vault=container.vault)
     log.info("identity_erased", by=accessor.name)
 

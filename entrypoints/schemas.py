@@ -195,3 +195,10 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in sorted({400, 500, *statuses})
     }
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for any other header or none."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
