@@ -399,6 +399,14 @@ async def pg_execute(sql: str) -> None:
         await connection.close()
 
 
+async def pg_execute_on(name: str, sql: str) -> None:
+    connection = await asyncpg.connect(libpq(pg_url(name)))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
 async def build_postgres(name: str, count: int, keys: Keys) -> float:
     """The log in a new PostgreSQL database `name`, marked as a template; returns seconds taken."""
     started = time.perf_counter()
@@ -572,7 +580,8 @@ def remove_sqlite(path: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def run_copy(database: str, count: int, keys: Keys, *, rebuild: bool) -> AsyncIterator[Target]:
-    """A copy of the cached log of `count` entries (built first when missing), removed afterwards."""
+    """A copy of the cached log of `count` entries (built first when missing) at the newest schema
+    (a cache built before a revision is upgraded in the copy), removed afterwards."""
     if database == "sqlite":
         cached = CACHE / f"decision-log-{count}.db"
         if rebuild:
@@ -583,8 +592,10 @@ async def run_copy(database: str, count: int, keys: Keys, *, rebuild: bool) -> A
         copy = CACHE / "run.db"
         remove_sqlite(copy)
         await asyncio.to_thread(shutil.copyfile, cached, copy)
+        target = Target("sqlite", f"sqlite+aiosqlite:///{copy}", str(copy))
         try:
-            yield Target("sqlite", f"sqlite+aiosqlite:///{copy}", str(copy))
+            await asyncio.to_thread(_migrate, target.sync_url())
+            yield target
         finally:
             remove_sqlite(copy)
         return
@@ -598,8 +609,11 @@ async def run_copy(database: str, count: int, keys: Keys, *, rebuild: bool) -> A
     name = "idgate_bench_log_run"
     await pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    target = Target("postgresql", pg_url(name), name)
     try:
-        yield Target("postgresql", pg_url(name), name)
+        await asyncio.to_thread(_migrate, target.sync_url())
+        await pg_execute_on(name, "ANALYZE")
+        yield target
     finally:
         await pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -77,6 +77,7 @@ class DecisionRow(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_decisions_verdict_seq", "verdict", "seq"),
         sa.Index("ix_decisions_provider_seq", "provider", "seq"),
+        sa.Index("ix_decisions_decided_at", "decided_at", "seq"),
     )
 
     seq: int = Field(sa_column=sa.Column(LOG_POSITION, primary_key=True, autoincrement=False))  # 1, 2, 3 …
@@ -86,7 +87,7 @@ class DecisionRow(SQLModel, table=True):
     provider: str = Field(max_length=40)
     verdict: str = Field(max_length=10)
     policy_set: str = Field(max_length=80)
-    decided_at: datetime = Field(sa_column=_utc(index=True))
+    decided_at: datetime = Field(sa_column=_utc())
     identity_ref: str | None = Field(default=None, max_length=90, index=True)
     channel: str | None = Field(default=None, max_length=10)
     caller: str | None = Field(default=None, max_length=80)
@@ -98,7 +99,9 @@ class DecisionResultRow(SQLModel, table=True):
 
     __tablename__ = "decision_results"
     __table_args__ = (
-        sa.Index("ix_decision_results_policy", "policy", "outcome", "code", "seq"),
+        sa.Index("ix_decision_results_policy", "policy", "seq"),
+        sa.Index("ix_decision_results_policy_outcome", "policy", "outcome", "seq"),
+        sa.Index("ix_decision_results_policy_code", "policy", "code", "seq"),
         sa.Index("ix_decision_results_code", "code", "seq"),
         sa.Index("ix_decision_results_outcome", "outcome", "seq"),
     )
@@ -275,6 +278,7 @@ DECISIONS = SQLModel.metadata.tables["decisions"]
 IDENTITY_ACCESS = SQLModel.metadata.tables["identity_access"]
 REQUEST_COUNTS = SQLModel.metadata.tables["request_counts"]
 DECISION_RESULTS = SQLModel.metadata.tables["decision_results"]
+API_TOKENS = SQLModel.metadata.tables["api_tokens"]
 LOG_HEAD = SQLModel.metadata.tables["log_head"]
 LOG_NODES = SQLModel.metadata.tables["log_nodes"]
 LOG_CHECKPOINTS = SQLModel.metadata.tables["log_checkpoints"]

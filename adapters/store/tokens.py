@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from idgate.domain import Clock, Principal, Role, TokenInfo, TokenNameTaken
 
 from .errors import translated_errors
-from .tables import ApiTokenRow
+from .tables import API_TOKENS, ApiTokenRow
 
 TOKEN_PREFIX = "idgt_"  # noqa: S105 - a recognisable prefix, not a secret
 
@@ -44,10 +44,11 @@ class SqlAccessTokens:
         return token
 
     async def authenticate(self, token: str) -> Principal | None:
-        async with translated_errors(), self._session() as session:
-            row = (
-                await session.exec(select(ApiTokenRow).where(ApiTokenRow.token_hash == _hash(token)))
-            ).first()
+        # Core, not the ORM: every authenticated request makes this lookup.
+        t = API_TOKENS.c
+        query = sa.select(t.name, t.role, t.revoked_at).where(t.token_hash == _hash(token))
+        async with translated_errors(), self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
         if row is None or row.revoked_at is not None:
             return None
         return Principal(name=row.name, role=Role(row.role))

@@ -149,6 +149,22 @@ async def test_pages_run_newest_first_and_filters_combine(logged: Logged) -> Non
     since, until = T0 + timedelta(hours=2), T0 + timedelta(hours=5)
     assert await seqs(DecisionFilter(since=since, until=until)) == [4, 3, 2]
     assert await seqs(DecisionFilter(verdict="allow", since=since, until=until)) == [3]
+    # Both results of every decision allow in the first: each decision still comes once.
+    assert await seqs(DecisionFilter(outcome="allow")) == [6, 5, 4, 3, 2, 1]
+    both = await log.page(DecisionFilter(outcome="allow"), before=None, limit=4)
+    assert ([e.seq for e in both.decisions], both.next_before) == ([6, 5, 4, 3], 3)
+    # A result's filter and the decision's own columns, the time and the cursor all combine.
+    assert await seqs(DecisionFilter(code="under_age", since=since, until=until)) == [4, 2]
+    assert await seqs(DecisionFilter(code="under_age", provider="danal"), before=4) == [2]
+    assert await seqs(DecisionFilter(outcome="allow", verdict="deny", until=until)) == [4, 2]
+
+    # Two workers can append out of time order: a decision made at T0+3h, logged last, is in its hour.
+    logged.clock.advance(timedelta(hours=-4))
+    await decide(logged, 7)
+    assert await seqs(DecisionFilter(since=since, until=until)) == [7, 4, 3, 2]
+    assert await seqs(DecisionFilter(policy="dup", since=since, until=until), limit=2) == [7, 4]
+    exported = [e.seq async for e in log.export(DecisionFilter(since=since, until=until))]
+    assert exported == [2, 3, 4, 7]
 
 
 async def test_a_persons_decisions_through_their_pseudonym(logged: Logged) -> None:
