@@ -24,8 +24,11 @@ $(INSTALLED): pyproject.toml
 
 # Strict editable mode links the files that exist at install time (so mypy sees exactly what Python
 # imports); re-link on every run so modules added since are picked up. It takes a few seconds.
+# The example plugin (examples/policy-plugin) is installed beside idgate, as a product team's would be.
 install: $(INSTALLED)
 	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . $(EDITABLE) >$(VENV)/relink.log 2>&1 \
+		|| { cat $(VENV)/relink.log; exit 1; }
+	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e examples/policy-plugin >>$(VENV)/relink.log 2>&1 \
 		|| { cat $(VENV)/relink.log; exit 1; }
 
 demo: install
@@ -45,6 +48,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy -p idgate -p tests
 	$(BIN)/mypy docs/verify_decision_log.py
+	$(BIN)/mypy examples/policy-plugin/src examples/policy-plugin/tests
 
 arch: install
 	$(BIN)/lint-imports
@@ -73,6 +77,7 @@ browser:
 
 pytest: install browser
 	$(BIN)/pytest
+	cd examples/policy-plugin && ../../$(BIN)/pytest -q
 
 test: lint typecheck arch pytest
 

@@ -85,11 +85,34 @@ AGE = ("age_limit", "1.0.0")
 DUPLICATE = ("duplicate_identity", "1.0.0")
 DEVICE = ("device_risk", "0.3.0")  # a third-party policy run in shadow mode from week 3
 VELOCITY = ("velocity", "1.1.0")  # an enforced one from week 5
+
+
+def described(policy: tuple[str, str], options: dict[str, object], enforce: bool) -> dict[str, object]:
+    """A policy as the engine describes it for the policy-set digest."""
+    name, version = policy
+    return {
+        "name": name,
+        "version": version,
+        "distribution": "idgate",
+        "options": options,
+        "enforce": enforce,
+        "timeout_seconds": 2.0,
+        "on_error": "deny",
+    }
+
+
 POLICY_SETS = (
-    policy_set_digest([(*AGE, {"min_age": 19}, True), (*DUPLICATE, {}, True)]),
-    policy_set_digest([(*AGE, {"min_age": 19}, True), (*DUPLICATE, {}, True), (*DEVICE, {}, False)]),
+    policy_set_digest([described(AGE, {"min_age": 19}, True), described(DUPLICATE, {}, True)]),
     policy_set_digest(
-        [(*AGE, {"min_age": 19}, True), (*DUPLICATE, {}, True), (*DEVICE, {}, False), (*VELOCITY, {}, True)]
+        [described(AGE, {"min_age": 19}, True), described(DUPLICATE, {}, True), described(DEVICE, {}, False)]
+    ),
+    policy_set_digest(
+        [
+            described(AGE, {"min_age": 19}, True),
+            described(DUPLICATE, {}, True),
+            described(DEVICE, {}, False),
+            described(VELOCITY, {}, True),
+        ]
     ),
 )
 

@@ -27,20 +27,15 @@ def combine(results: Iterable[PolicyResult]) -> Verdict:
     return Verdict.ALLOW
 
 
-def policy_set_digest(policies: Iterable[tuple[str, str, Mapping[str, object], bool]]) -> str:
-    """A short, stable digest of (name, version, options, enforced) for every enabled policy.
-
-    Two decisions with the same digest were made by the same rules; order of configuration is irrelevant.
+def policy_set_digest(policies: Iterable[Mapping[str, object]]) -> str:
+    """A short, stable digest of every enabled policy's description: its name, version, the
+    distribution it came from, its options and how it runs (enforced or shadow, timeout, what an
+    error does). Two decisions with the same digest were made by the same rules; the order of
+    configuration is irrelevant.
     """
     canonical = sorted(
-        json.dumps(
-            {"name": name, "version": version, "options": dict(options), "enforced": enforced},
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            default=str,
-        )
-        for name, version, options, enforced in policies
+        json.dumps(dict(policy), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        for policy in policies
     )
     digest = hashlib.sha256("\n".join(canonical).encode()).hexdigest()
     return f"sha256:{digest[:32]}"

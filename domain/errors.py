@@ -90,6 +90,10 @@ class DecisionNotFound(NotFound):
     code = "decision_not_found"
 
 
+class ReviewCaseNotFound(NotFound):
+    code = "review_case_not_found"
+
+
 # ---- the request clashes with the stored state ---------------------------------------------------
 class Conflict(IdgateError):
     code = "conflict"
@@ -128,6 +132,18 @@ class KeyIsPrimary(Conflict):
 
 class KeyringExists(Conflict):
     code = "keyring_exists"
+
+
+class ReviewCaseClosed(Conflict):
+    """A review case is resolved once: this one was resolved already, or it expired."""
+
+    code = "review_case_closed"
+
+
+class ReviewCaseExpired(ReviewCaseClosed):
+    """The case was not resolved within [reviews] expire_after_seconds, which denied it."""
+
+    code = "review_case_expired"
 
 
 # ---- the certification exists but cannot be accepted ---------------------------------------------

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .ports import IdentityDirectory
+    from .ports import BarredPeople, IdentityDirectory, VerificationHistory
 
 
 class Gender(enum.StrEnum):
@@ -113,6 +113,7 @@ class Channel(enum.StrEnum):
     HTTP = "http"  # POST /certifications
     REDIRECT = "redirect"  # GET /certifications/redirect
     CLI = "cli"  # idgate verify
+    REVIEW = "review"  # a reviewer's resolution of a review case, or its expiry (a log entry of its own)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +182,7 @@ class Role(enum.StrEnum):
     SERVICE = "service"  # product backends: read verified identities
     AUDITOR = "auditor"  # read the decision log
     ADMIN = "admin"  # erase identities
+    REVIEWER = "reviewer"  # resolve the review cases that `review` verdicts open
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,13 +233,36 @@ class VerifiedIdentity:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Claims:
+    """What the user typed into the product's own form, for policies to hold against what was
+    certified. Claims are never stored, logged or echoed: the repr names the fields given, not
+    their values."""
+
+    name: str | None = None
+    birth_date: date | None = None
+    phone: str | None = None
+
+    def given(self) -> tuple[str, ...]:
+        return tuple(f for f in ("name", "birth_date", "phone") if getattr(self, f) is not None)
+
+    def __repr__(self) -> str:
+        return f"Claims(given={self.given()!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyContext:
     """Everything a policy may consider besides the certification itself.
 
-    `identities` answers "who else is this person?" (see IdentityDirectory); it is None only in
-    contexts that have no store, such as unit tests of a single policy.
+    `identities` answers "who else is this person?" (see IdentityDirectory), `history` "how often
+    was this person, or this subject, verified lately?" and `barred` "is this person on the
+    operator's blocklist?". Each is None only where there is no store (a single policy's unit test,
+    `idgate policies test`); a policy that needs one and finds None answers `error`. `claims` are
+    what the user typed, when the product sent them.
     """
 
     subject: str | None
     now: datetime
     identities: IdentityDirectory | None = None
+    history: VerificationHistory | None = None
+    barred: BarredPeople | None = None
+    claims: Claims | None = None

@@ -19,6 +19,7 @@ from .audit import (
     Stats,
     VerifyReport,
 )
+from .cases import CasePage, CaseResolution, ReviewCase
 from .model import (
     Certification,
     IdentityAccess,
@@ -74,7 +75,8 @@ class VerificationStore(Protocol):
 
         When the verdict is allow and the decision has a subject, the certification's identity is
         stored (encrypted) and bound to that subject in the same transaction, replacing what the
-        subject had before.
+        subject had before. When the verdict is review and the decision has a subject, a review case
+        is opened instead (see ReviewCases), keeping the identity (encrypted) with it.
 
         Raises CertificationAlreadyUsed if the imp_uid or merchant_uid was consumed before, by this or
         a concurrent call, and IdentityAlreadyBound if the person is bound to another subject; nothing
@@ -127,6 +129,21 @@ class IdentityDirectory(Protocol):
     async def subjects_with_ci(self, ci: str) -> Sequence[str]: ...
 
     async def subjects_with_di(self, di: str) -> Sequence[str]: ...
+
+
+class VerificationHistory(Protocol):
+    """How many decisions the log holds for a person, or a subject, since a time (for rate rules).
+    The person is found by blind index, by CI or else DI."""
+
+    async def decisions_of_person(self, *, ci: str | None, di: str | None, since: datetime) -> int: ...
+
+    async def decisions_of_subject(self, subject: str, *, since: datetime) -> int: ...
+
+
+class BarredPeople(Protocol):
+    """The operator's blocklist: people barred by CI, kept only as blind indexes."""
+
+    async def is_barred(self, ci: str) -> bool: ...
 
 
 class IdentityVault(Protocol):
@@ -211,6 +228,35 @@ class DecisionLog(Protocol):
 
     async def accesses(self, *, limit: int) -> Sequence[AuditAccess]:
         """Newest first."""
+        ...
+
+
+class ReviewCases(Protocol):
+    """The cases `review` verdicts open (`VerificationStore.record_verification` opens them, on the
+    same store), and their closing by a reviewer or by expiry."""
+
+    async def find(self, decision_id: str) -> ReviewCase | None:
+        """The case the decision with this id opened, in whatever state; None when it opened none."""
+        ...
+
+    async def open_cases(self, *, opened_after: datetime, before: str | None, limit: int) -> CasePage:
+        """Open cases opened after `opened_after`, newest first (by decision_id, which sorts by
+        time), those whose decision_id sorts before `before` (all when None)."""
+        ...
+
+    async def opened_until(self, at: datetime, *, limit: int) -> Sequence[ReviewCase]:
+        """Open cases opened at or before `at`, oldest first: the ones due to expire."""
+        ...
+
+    async def close(self, resolution: CaseResolution) -> None:
+        """Close the case in one transaction: mark it, keep the note, discard the kept identity, on
+        `binds` bind it to the subject exactly as a verification's allow does, and append the
+        resolution's entry to the decision log (with the opening decision's identity_ref).
+
+        Raises ReviewCaseClosed when the case is no longer open (a concurrent resolution or expiry),
+        and IdentityAlreadyBound when binding it would bind the person to a second subject; nothing is
+        written in either case.
+        """
         ...
 
 

@@ -27,6 +27,7 @@ from .errors import (
 from .model import (
     Certification,
     Channel,
+    Claims,
     Outcome,
     PolicyContext,
     PolicyDecision,
@@ -41,11 +42,13 @@ from .model import (
 )
 from .ports import (
     AccessTokens,
+    BarredPeople,
     CertificationProvider,
     Clock,
     IdentityDirectory,
     IdentityVault,
     PolicyEvaluator,
+    VerificationHistory,
     VerificationStore,
 )
 
@@ -171,8 +174,14 @@ async def verify(
     rules: VerificationRules,
     channel: Channel = Channel.HTTP,
     caller: str | None = None,
+    claims: Claims | None = None,
+    history: VerificationHistory | None = None,
+    barred: BarredPeople | None = None,
 ) -> PolicyDecision:
     """Turn an imp_uid from the browser into a recorded decision.
+
+    `claims` (what the user typed into the product's form) reach the policies and nothing else:
+    they are not part of the decision, the log or any message.
 
     Cheap checks that need no network come first, so a malformed or replayed id never reaches PortOne.
     """
@@ -206,7 +215,9 @@ async def verify(
     if now - certification.certified_at > rules.max_certification_age:
         raise CertificationExpired("this verification is too old to be used; ask the user to verify again.")
 
-    context = PolicyContext(subject=subject, now=now, identities=identities)
+    context = PolicyContext(
+        subject=subject, now=now, identities=identities, history=history, barred=barred, claims=claims
+    )
     prepared = merchant_uid if rules.require_prepare else None
     logged = _Logged(channel, caller)
     decision = _decision(

@@ -27,18 +27,22 @@ from idgate.adapters.store import (
     KeyMaintenance,
     SqlAccessTokens,
     SqlDecisionLog,
+    SqlReviewCases,
     SqlVerificationStore,
     VerifiedKeyring,
     open_database,
     parse_url,
     schema,
 )
+from idgate.adapters.store.blocklist import SqlBlocklist
 from idgate.adapters.telemetry import VERIFICATIONS
 from idgate.domain import (
     AccessTokens,
+    BarredPeople,
     CertificationProvider,
     Channel,
     CheckpointSigner,
+    Claims,
     Clock,
     ConfigurationError,
     DecisionLog,
@@ -49,11 +53,15 @@ from idgate.domain import (
     PolicyEvaluator,
     PreparedRequest,
     Purged,
+    ReviewCases,
+    VerificationHistory,
     VerificationStore,
     auditing,
     services,
 )
 from idgate.domain.audit import Checkpoint
+from idgate.domain.blocklist import Blocklist
+from idgate.domain.reviews import ReviewRules, expire_cases
 from idgate.domain.services import Retention, VerificationRules
 from idgate.policies.engine import PluginPolicyEvaluator, configure, load_catalog, new_plugin_manager
 
@@ -84,12 +92,26 @@ class Container:
     # test passes a store of its own and no log.
     log: DecisionLog | None = None
     signer: CheckpointSigner | None = None
+    # What the rate and blocklist policies ask (None where the store offers neither).
+    history: VerificationHistory | None = None
+    barred: BarredPeople | None = None
+    # The cases review verdicts open: built with the SQL store, like the log.
+    reviews: ReviewCases | None = None
+    review_rules: ReviewRules = field(default_factory=ReviewRules)
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
     def decision_log(self) -> tuple[DecisionLog, CheckpointSigner]:
         if self.log is None or self.signer is None:
             raise ConfigurationError("this idgate was started without its decision log.")
         return self.log, self.signer
+
+    def review_cases(self) -> ReviewCases:
+        if self.reviews is None:
+            raise ConfigurationError("this idgate was started without its review cases.")
+        return self.reviews
+
+    async def expire_reviews(self) -> int:
+        return await expire_cases(cases=self.review_cases(), clock=self.clock, rules=self.review_rules)
 
     async def checkpoint(self) -> Checkpoint | None:
         log, signer = self.decision_log()
@@ -111,6 +133,7 @@ class Container:
         *,
         channel: Channel = Channel.HTTP,
         caller: str | None = None,
+        claims: Claims | None = None,
     ) -> PolicyDecision:
         try:
             decision = await services.verify(
@@ -125,6 +148,9 @@ class Container:
                 rules=self.rules,
                 channel=channel,
                 caller=caller,
+                claims=claims,
+                history=self.history,
+                barred=self.barred,
             )
         except IdgateError as error:
             VERIFICATIONS.labels("error", error.code).inc()
@@ -145,6 +171,9 @@ async def bootstrap(
     log: DecisionLog | None = None,
     signer: CheckpointSigner | None = None,
     signing: bool = True,
+    history: VerificationHistory | None = None,
+    barred: BarredPeople | None = None,
+    review_cases: ReviewCases | None = None,
 ) -> AsyncIterator[Container]:
     """Build every port not passed in, yield the container, and close what was opened.
 
@@ -170,7 +199,11 @@ async def bootstrap(
                 readiness["store"] = sql_store.ping
                 readiness["keyring"] = sql_store.check_keyring
                 store = sql_store
-                log = log or SqlDecisionLog(db, keyring, clock)
+                sql_log = SqlDecisionLog(db, keyring, clock)
+                log = log or sql_log
+                history = history or sql_log
+                barred = barred or SqlBlocklist(db, keyring, clock)
+                review_cases = review_cases or SqlReviewCases(db, keyring, clock)
             if tokens is None:
                 tokens = SqlAccessTokens(engine, clock)
         if log is not None and signer is None and signing:
@@ -192,6 +225,10 @@ async def bootstrap(
             retention=retention(settings),
             log=log,
             signer=signer,
+            history=history,
+            barred=barred,
+            reviews=review_cases,
+            review_rules=review_rules(settings),
             readiness=readiness,
         )
 
@@ -208,6 +245,9 @@ class Operations:
     retention: Retention
     log: DecisionLog
     settings: Settings
+    blocklist: Blocklist
+    reviews: ReviewCases
+    review_rules: ReviewRules
 
     def signer(self) -> CheckpointSigner:
         """The log's signing key, loaded only by the commands that sign or check checkpoints."""
@@ -237,6 +277,9 @@ async def operations(settings: Settings, *, clock: Clock | None = None) -> Async
             clock=clock,
             retention=retention(settings),
             log=SqlDecisionLog(db, keyring, clock),
+            blocklist=SqlBlocklist(db, keyring, clock),
+            reviews=SqlReviewCases(db, keyring, clock),
+            review_rules=review_rules(settings),
             settings=settings,
         )
 
@@ -245,7 +288,9 @@ async def operations(settings: Settings, *, clock: Clock | None = None) -> Async
 def build_policies(
     settings: Settings, plugins: Iterable[EntryPoint] | None = None, extra_plugins: Iterable[object] = ()
 ) -> PluginPolicyEvaluator:
-    catalog = load_catalog(new_plugin_manager(), plugins, extra=extra_plugins)
+    catalog = load_catalog(
+        new_plugin_manager(), plugins, block=frozenset(settings.policies.block), extra=extra_plugins
+    )
     return PluginPolicyEvaluator(configure(catalog, settings.policies.enabled, settings.policies.options))
 
 
@@ -272,6 +317,10 @@ def verification_rules(settings: Settings) -> VerificationRules:
         prepare_limit=http.prepare_rate_limit,
         prepare_window=timedelta(seconds=http.prepare_rate_window_seconds),
     )
+
+
+def review_rules(settings: Settings) -> ReviewRules:
+    return ReviewRules(expire_after=timedelta(seconds=settings.reviews.expire_after_seconds))
 
 
 def retention(settings: Settings) -> Retention:

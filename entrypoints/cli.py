@@ -40,7 +40,6 @@ from idgate.domain import (
     Verdict,
     services,
 )
-from idgate.policies.engine import load_catalog, new_plugin_manager
 
 from .bootstrap import (
     bootstrap,
@@ -51,10 +50,14 @@ from .bootstrap import (
     schema_revisions,
     upgrade_schema,
 )
+from .claims import claims_from_file
 from .cli_audit import access_log, decisions
+from .cli_blocklist import blocklist
 from .cli_common import fail as _fail
 from .cli_common import run as _run
 from .cli_common import settings_of as _settings
+from .cli_policies import policies
+from .cli_reviews import reviews_group
 from .errors import EXIT_ALLOW, EXIT_DENY_OR_REVIEW
 from .logs import configure_logging
 from .schemas import decision_out
@@ -306,18 +309,40 @@ async def _demo_walkthrough(sandbox: str, api: str) -> None:
 @click.argument("imp_uid")
 @click.option("--subject", help="The account id this verification is for.")
 @click.option("--merchant-uid", help="Check that PortOne recorded this merchant_uid for the imp_uid.")
+@click.option(
+    "--claims",
+    "claims_file",
+    metavar="FILE",
+    help="What the user typed into your form, as a JSON object (name, birth_date, phone); - reads "
+    "standard input. Never on the command line: arguments are visible to every user of the machine.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON (the HTTP API's shape).")
 @click.pass_context
 def verify(
-    ctx: click.Context, imp_uid: str, subject: str | None, merchant_uid: str | None, as_json: bool
+    ctx: click.Context,
+    *,
+    imp_uid: str,
+    subject: str | None,
+    merchant_uid: str | None,
+    claims_file: str | None,
+    as_json: bool,
 ) -> None:
     """Verify IMP_UID and record the decision (exit 0 allow, 1 deny/review)."""
     settings = with_overrides(_settings(ctx), verification={"require_prepare": False})
+    try:
+        claims = claims_from_file(claims_file) if claims_file else None
+    except IdgateError as error:
+        _fail(error)
 
     async def decide() -> PolicyDecision:
         async with bootstrap(settings, signing=False) as c:
             return await c.verify(
-                imp_uid, merchant_uid, subject, channel=Channel.CLI, caller=f"cli:{getpass.getuser()}"
+                imp_uid,
+                merchant_uid,
+                subject,
+                channel=Channel.CLI,
+                caller=f"cli:{getpass.getuser()}",
+                claims=claims,
             )
 
     decision = _run(decide)
@@ -329,27 +354,6 @@ def verify(
             shadow = "" if r.enforced else "  (shadow)"
             click.echo(f"  {r.policy} {r.version}: {r.outcome.value} {r.code} {r.message}{shadow}")
     sys.exit(EXIT_ALLOW if decision.verdict is Verdict.ALLOW else EXIT_DENY_OR_REVIEW)
-
-
-@main.group()
-def policies() -> None:
-    """Inspect the policy plugins."""
-
-
-@policies.command("list")
-@click.pass_context
-def list_policies(ctx: click.Context) -> None:
-    """Show installed policies and which are enabled."""
-    settings = _settings(ctx)
-    try:
-        catalog = load_catalog(new_plugin_manager())
-    except IdgateError as error:
-        _fail(error)
-    for name, definition in sorted(catalog.definitions.items()):
-        state = "enabled" if name in settings.policies.enabled else "installed"
-        click.echo(f"{name:<20} {definition.version:<8} {state:<9} {definition.summary}")
-    for plugin in catalog.plugins:
-        click.echo(f"  plugin {plugin.name} from {plugin.distribution} {plugin.version}")
 
 
 # ---- the database ------------------------------------------------------------------------------
@@ -576,4 +580,7 @@ def erase(ctx: click.Context, subject: str) -> None:
 
 
 main.add_command(decisions)
+main.add_command(policies)
 main.add_command(access_log)
+main.add_command(blocklist)
+main.add_command(reviews_group)

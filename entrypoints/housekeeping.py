@@ -1,5 +1,5 @@
-"""What a running server does by itself besides answering requests: purging what has expired, and
-signing checkpoints of the decision log."""
+"""What a running server does by itself besides answering requests: purging what has expired,
+signing checkpoints of the decision log, and closing the review cases nobody resolved in time."""
 
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ log = log_line = structlog.get_logger("idgate.housekeeping")
 
 @contextlib.asynccontextmanager
 async def housekeeping(container: Container) -> AsyncIterator[None]:
-    """Purge every [retention] purge_interval_seconds (never when 0), and sign a checkpoint every
-    [audit] checkpoint_every decisions or checkpoint_interval_seconds, while the server runs."""
+    """Purge every [retention] purge_interval_seconds (never when 0), sign a checkpoint every
+    [audit] checkpoint_every decisions or checkpoint_interval_seconds, and expire review cases about
+    every EXPIRE_REVIEWS_EVERY seconds, while the server runs."""
     tasks = []
     purge_interval = container.settings.retention.purge_interval_seconds
     if purge_interval > 0:
         tasks.append(asyncio.create_task(_purge_forever(container, purge_interval)))
     if container.log is not None and container.signer is not None:
         tasks.append(asyncio.create_task(_checkpoint_forever(container)))
+    if container.reviews is not None:
+        tasks.append(asyncio.create_task(_expire_reviews_forever(container)))
     try:
         yield
     finally:
@@ -78,3 +81,21 @@ async def _checkpoint_forever(container: Container) -> None:
                     log_line.info("checkpoint_signed", size=checkpoint.size)
         except IdgateError as error:  # the next round tries again
             log_line.warning("checkpoint_failed", code=error.code)
+
+
+EXPIRE_REVIEWS_EVERY = 60.0  # seconds between looks for review cases past [reviews] expire_after_seconds
+
+
+async def _expire_reviews_forever(container: Container) -> None:
+    """A case past its expiry can no longer be resolved in any case; this closes it (a log entry,
+    the identity discarded). Several workers may look at once: each case is closed by one of them."""
+    while True:
+        jitter = random.uniform(0.5, 1.5)  # noqa: S311 - timing, not a secret
+        await asyncio.sleep(EXPIRE_REVIEWS_EVERY * jitter)
+        try:
+            expired = await container.expire_reviews()
+        except IdgateError as error:  # the next round tries again
+            log_line.warning("review_expiry_failed", code=error.code)
+            continue
+        if expired:
+            log_line.info("review_cases_expired", count=expired)

@@ -39,6 +39,7 @@ from idgate.domain import (
     AccessTokens,
     CertificationProvider,
     Channel,
+    Claims,
     Clock,
     IdgateError,
     InvalidRequest,
@@ -49,7 +50,7 @@ from idgate.domain import (
     services,
 )
 
-from . import audit_api
+from . import audit_api, reviews_api
 from .bootstrap import Container, IdentityStore, bootstrap
 from .errors import answer_for
 from .housekeeping import housekeeping
@@ -124,8 +125,10 @@ async def _verify(
     merchant_uid: str | None,
     subject: str | None,
     channel: Channel,
+    *,
+    claims: Claims | None = None,
 ) -> PolicyDecision:
-    decision = await container.verify(imp_uid, merchant_uid, subject, channel=channel)
+    decision = await container.verify(imp_uid, merchant_uid, subject, channel=channel, claims=claims)
     log.info("decision", decision_id=decision.decision_id, verdict=decision.verdict.value)
     return decision
 
@@ -151,12 +154,18 @@ async def prepare_certification(
     "/certifications",
     status_code=200,
     summary="Verify an imp_uid and decide",
+    description="`claims` (optional) are what the user typed into your form; policies such as "
+    "identity_match compare them with the certified values. They are never stored, logged or echoed. "
+    "The redirect flow takes no claims: they would travel in a URL.",
     responses=problems(404, 408, 409, 415, 422, 502, 503, 504),
 )
 async def verify_certification(
     container: NamedDependency[Container], data: JSONBody[VerifyIn]
 ) -> DecisionOut:
-    return decision_out(await _verify(container, data.imp_uid, data.merchant_uid, data.subject, Channel.HTTP))
+    claims = data.claims.to_claims() if data.claims else None
+    return decision_out(
+        await _verify(container, data.imp_uid, data.merchant_uid, data.subject, Channel.HTTP, claims=claims)
+    )
 
 
 @get(
@@ -478,6 +487,7 @@ def create_app(
             MetricsController,
             demo_page,
             *audit_api.ROUTES,
+            *reviews_api.ROUTES,
             create_static_files_router(
                 path=DOCS_ASSETS, directories=[DOCS_ASSET_FILES], include_in_schema=False
             ),

@@ -19,6 +19,8 @@ from litestar.params import Parameter
 from idgate.domain import PolicyDecision, VerifiedIdentity
 from idgate.domain.services import IMP_UID_PATTERN, MERCHANT_UID_PATTERN, SUBJECT_PATTERN
 
+from .claims import ClaimsIn
+
 PROBLEM_JSON = "application/problem+json"
 # The token is documented as a security scheme, not as a header parameter: OpenAPI says a header
 # parameter named Authorization "SHALL be ignored", and clients generated from the document would drop it.
@@ -66,6 +68,7 @@ class VerifyIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     imp_uid: ImpUid
     merchant_uid: MerchantUid | None = None
     subject: Subject | None = None
+    claims: ClaimsIn | None = None
 
 
 # ---- responses ---------------------------------------------------------------------------------

@@ -109,10 +109,20 @@ class AuditSettings(_Section, frozen=True):
     checkpoint_interval_seconds: int = 60  # a new checkpoint at least this often while decisions come in
 
 
+class ReviewsSettings(_Section, frozen=True):
+    """The cases `review` verdicts open, for tokens of role `reviewer`."""
+
+    # A case nobody resolved within this many seconds of its opening expires, which denies it and
+    # discards the identity it kept; `serve` closes such cases by itself.
+    expire_after_seconds: int = 7 * 86400
+
+
 class PoliciesSettings(_Section, frozen=True):
     """`enabled` alone decides which policies run; `[policies.<name>]` tables only set their options."""
 
     enabled: list[str] = msgspec.field(default_factory=lambda: list(BUILT_IN_POLICIES))
+    # Installed plugins (entry-point names, as `idgate policies list` shows them) never to load.
+    block: list[str] = msgspec.field(default_factory=list)
     options: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
@@ -124,6 +134,7 @@ class Settings(_Section, frozen=True):
     http: HttpSettings = HttpSettings()
     retention: RetentionSettings = RetentionSettings()
     audit: AuditSettings = AuditSettings()
+    reviews: ReviewsSettings = ReviewsSettings()
     policies: PoliciesSettings = PoliciesSettings()
 
 
@@ -135,6 +146,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "http": HttpSettings,
     "retention": RetentionSettings,
     "audit": AuditSettings,
+    "reviews": ReviewsSettings,
     "policies": PoliciesSettings,
 }
 
@@ -213,8 +225,23 @@ def _check_limits(settings: Settings) -> None:
         raise ConfigurationError(
             "[audit] checkpoint_every and checkpoint_interval_seconds must be 1 or more."
         )
+    if settings.reviews.expire_after_seconds < 1:
+        raise ConfigurationError("[reviews] expire_after_seconds must be 1 or more.")
     if settings.database.pool_size < 1 or settings.database.connect_timeout <= 0:
         raise ConfigurationError("[database] pool_size must be 1 or more and connect_timeout more than 0.")
+
+
+def policies_from_table(table: Mapping[str, Any], source: str) -> PoliciesSettings:
+    """A `[policies]` table (enabled, block, one table of options per policy) read from elsewhere
+    than the config file, such as a policy test's case file; checked as the config file's is."""
+    raw: dict[str, Any] = {"policies": dict(table)}
+    _policy_options_apart(raw, Path(source))
+    try:
+        policies = msgspec.convert(raw["policies"], PoliciesSettings)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"{source}: [policies] {exc}") from None
+    _check_policies(policies)
+    return policies
 
 
 def _policy_options_apart(raw: dict[str, Any], path: Path | None) -> None:
@@ -225,7 +252,7 @@ def _policy_options_apart(raw: dict[str, Any], path: Path | None) -> None:
     if not isinstance(policies, dict):
         raise ConfigurationError(f"config file {path}: [policies] must be a table.")
     options = {}
-    for name in [key for key in policies if key != "enabled"]:
+    for name in [key for key in policies if key not in {"enabled", "block"}]:
         table = policies.pop(name)
         if not isinstance(table, dict):
             raise ConfigurationError(
@@ -346,14 +373,22 @@ log_name = "idgate/decisions"        # one word naming this log in every checkpo
 checkpoint_every = 1000              # decisions between checkpoints at most
 checkpoint_interval_seconds = 60     # and at least this often while decisions come in
 
+[reviews]
+# A `review` verdict with a subject opens a case that keeps the identity (encrypted) until a token of
+# role `reviewer` resolves it (`GET /reviews`, `idgate reviews list|resolve`). Unresolved, it expires:
+expire_after_seconds = 604800        # 7 days; an expired case denies and its identity is discarded
+
 # Eligibility policies. `enabled` alone decides which run (`idgate policies list` shows what is
-# installed); each [policies.<name>] table sets one enabled policy's options.
-# `enforce = false` runs a policy in shadow mode: recorded, never deciding.
+# installed); each [policies.<name>] table sets one enabled policy's options, and how idgate runs it:
+# `enforce = false` runs it in shadow mode (recorded, never deciding); `timeout_seconds = 2.0`;
+# `on_error = "deny"` (a failure or timeout denies) or "abstain". See docs/policies.md.
 [policies]
 enabled = ["age_limit", "duplicate_identity"]
+block = []                 # installed plugins never to load, by name (an incident's quick stop)
 
 [policies.age_limit]
 min_age = 19
+# max_age = 64             # an upper bound too, if the product has one
 method = "international"   # 만 나이; "year" for 연 나이 (Youth Protection Act)
 
 [policies.duplicate_identity]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,7 @@ from idgate.domain import (
     Certification,
     CertificationAlreadyUsed,
     CertificationNotFound,
+    Channel,
     Gender,
     IdentityAccess,
     IdentityAlreadyBound,
@@ -50,6 +52,8 @@ from idgate.domain.audit import (
     Stats,
     VerifyReport,
 )
+from idgate.domain.cases import CasePage, CaseResolution, CaseState, ReviewCase
+from idgate.domain.errors import ReviewCaseClosed
 from idgate.domain.ports import Progress
 from idgate.domain.services import validate_imp_uid
 
@@ -117,6 +121,7 @@ class InMemoryVerificationStore:
     decisions: list[PolicyDecision] = field(default_factory=list)
     identity_refs: list[str | None] = field(default_factory=list)  # by decision, as the log keeps them
     identities: dict[str, Certification] = field(default_factory=dict)  # by subject
+    review_cases: dict[str, KeptCase] = field(default_factory=dict)  # by the opening decision's id
     access_log: list[IdentityAccess] = field(default_factory=list)
     clock: FixedClock = field(default_factory=FixedClock)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -168,12 +173,7 @@ class InMemoryVerificationStore:
                 raise CertificationAlreadyUsed("already used")
             subject = decision.subject
             binds = decision.verdict is Verdict.ALLOW and subject is not None
-            others = [c for s, c in self.identities.items() if s != subject]
-            if binds and any(
-                (certification.ci and c.ci == certification.ci)
-                or (certification.di and c.di == certification.di)
-                for c in others
-            ):
+            if binds and self.bound_elsewhere(subject, certification):
                 raise IdentityAlreadyBound("bound elsewhere")
             self.consumed.add(decision.imp_uid)
             self.consumed_at[decision.imp_uid] = decision.decided_at
@@ -181,8 +181,18 @@ class InMemoryVerificationStore:
                 self.used_prepared.add(prepared_merchant_uid)
             if binds and subject is not None:
                 self.identities[subject] = certification
+            if decision.verdict is Verdict.REVIEW and subject is not None:
+                self.review_cases[decision.decision_id] = KeptCase(decision, certification)
             self.decisions.append(decision)
             self.identity_refs.append(fake_identity_ref(certification))
+
+    def bound_elsewhere(self, subject: str | None, certification: Certification) -> bool:
+        """The binding rule: one person (by CI, or DI) is bound to one subject."""
+        return any(
+            (certification.ci and c.ci == certification.ci) or (certification.di and c.di == certification.di)
+            for s, c in self.identities.items()
+            if s != subject
+        )
 
     async def subjects_with_ci(self, ci: str) -> list[str]:
         return sorted(s for s, c in self.identities.items() if c.ci == ci.strip())
@@ -409,3 +419,102 @@ def a_result(
     return PolicyResult(
         policy=policy, version="1", outcome=outcome, code=code or outcome.value, message="", enforced=enforced
     )
+
+
+@dataclass
+class InMemoryVerificationHistory:
+    """VerificationHistory over the fake store's decisions, by the refs the fake log keeps. Held to
+    tests/contract/test_verification_history.py."""
+
+    store: InMemoryVerificationStore
+
+    async def decisions_of_person(self, *, ci: str | None, di: str | None, since: datetime) -> int:
+        refs = set()
+        if ci:
+            refs.add(fake_identity_ref(a_certification(ci=ci)))
+        if di:
+            refs.add(fake_identity_ref(a_certification(ci=None, di=di)))
+        return sum(
+            1
+            for decision, ref in zip(self.store.decisions, self.store.identity_refs, strict=True)
+            if ref in refs and decision.decided_at >= since and decision.channel is not Channel.REVIEW
+        )
+
+    async def decisions_of_subject(self, subject: str, *, since: datetime) -> int:
+        wanted = unicodedata.normalize("NFC", subject)
+        return sum(
+            1
+            for d in self.store.decisions
+            if d.subject is not None
+            and unicodedata.normalize("NFC", d.subject) == wanted
+            and d.decided_at >= since
+            and d.channel is not Channel.REVIEW
+        )
+
+
+@dataclass
+class KeptCase:
+    """A review case in the fake store: the decision that opened it, and the identity it keeps until
+    it closes (None afterwards)."""
+
+    decision: PolicyDecision
+    certification: Certification | None
+    state: CaseState = CaseState.OPEN
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    note: str | None = None
+
+    def case(self) -> ReviewCase:
+        return ReviewCase(
+            decision=self.decision,
+            state=self.state,
+            resolved_at=self.resolved_at,
+            resolved_by=self.resolved_by,
+        )
+
+
+@dataclass
+class InMemoryReviewCases:
+    """ReviewCases over the fake store's cases, binding with its rules and logging to its decisions.
+    Held to tests/contract/test_review_cases.py."""
+
+    store: InMemoryVerificationStore
+
+    async def find(self, decision_id: str) -> ReviewCase | None:
+        kept = self.store.review_cases.get(decision_id)
+        return None if kept is None else kept.case()
+
+    async def open_cases(self, *, opened_after: datetime, before: str | None, limit: int) -> CasePage:
+        newest_first = sorted(
+            (
+                kept.case()
+                for decision_id, kept in self.store.review_cases.items()
+                if kept.state is CaseState.OPEN
+                and kept.decision.decided_at > opened_after
+                and (before is None or decision_id < before)
+            ),
+            key=lambda case: case.decision_id,
+            reverse=True,
+        )
+        found = newest_first[:limit]
+        return CasePage(found, found[-1].decision_id if len(newest_first) > limit else None)
+
+    async def opened_until(self, at: datetime, *, limit: int) -> Sequence[ReviewCase]:
+        due = [k.case() for k in self.store.review_cases.values() if k.state is CaseState.OPEN]
+        return sorted((c for c in due if c.opened_at <= at), key=lambda case: case.opened_at)[:limit]
+
+    async def close(self, resolution: CaseResolution) -> None:
+        store = self.store
+        async with store._lock:  # one fake store, one lock for its writes
+            kept = store.review_cases[resolution.case.decision_id]
+            if kept.state is not CaseState.OPEN or kept.certification is None:
+                raise ReviewCaseClosed("no longer open")
+            subject = resolution.case.subject
+            if resolution.binds:
+                if store.bound_elsewhere(subject, kept.certification):
+                    raise IdentityAlreadyBound("bound elsewhere")
+                store.identities[subject] = kept.certification
+            store.decisions.append(resolution.entry)
+            store.identity_refs.append(fake_identity_ref(kept.certification))
+            kept.state, kept.certification = resolution.closing.state, None
+            kept.resolved_at, kept.resolved_by, kept.note = resolution.at, resolution.by, resolution.note

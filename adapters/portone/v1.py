@@ -10,9 +10,10 @@ import asyncio
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -242,6 +243,16 @@ class PortOneV1Provider:
 def _route(path: str) -> str:
     """The path with ids removed, so log lines group by endpoint and carry no identifiers."""
     return re.sub(r"/imp_[^/]*", "/{imp_uid}", path)
+
+
+def certification_from_record(record: Mapping[str, Any]) -> Certification:
+    """A certification from the `response` of PortOne V1's GET /certifications/{imp_uid}, such as a
+    sandbox person's record (`idgate policies test` builds its cases from them)."""
+    try:
+        payload = msgspec.convert(dict(record), _CertificationPayload)
+    except msgspec.ValidationError as exc:
+        raise ProviderUnavailable(f"not a PortOne V1 certification: {exc}") from None
+    return _to_certification(payload)
 
 
 def _to_certification(p: _CertificationPayload) -> Certification:

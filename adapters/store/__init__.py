@@ -6,6 +6,7 @@ from .decision_log import SqlDecisionLog
 from .identities import IdentityCodec
 from .keyring_check import KeyFinding, VerifiedKeyring, mismatch_message
 from .maintenance import KeyMaintenance, KeyUsage
+from .reviews import SqlReviewCases
 from .sql import SqlVerificationStore
 from .tokens import SqlAccessTokens
 
@@ -18,6 +19,7 @@ __all__ = [
     "KeyUsage",
     "SqlAccessTokens",
     "SqlDecisionLog",
+    "SqlReviewCases",
     "SqlVerificationStore",
     "VerifiedKeyring",
     "mismatch_message",

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import re
 import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -150,6 +152,33 @@ _MOVE_HEAD = _plain(
     .where(LOG_HEAD.c.id == sa.literal_column("1"))
     .values(size=sa.bindparam("size"), frontier=sa.bindparam("frontier"))
 )
+
+
+# The closing of a review case is an entry of its own (channel `review`), not a verification.
+_A_VERIFICATION = sa.or_(DECISIONS.c.channel.is_(None), DECISIONS.c.channel != sa.literal_column("'review'"))
+
+
+@functools.lru_cache(maxsize=16)
+def _count_of_refs(refs: int) -> str:
+    """How many verifications since :since have one of :ref_0 … :ref_<refs - 1> (one a readable
+    index key and kind: normally two)."""
+    d = DECISIONS.c
+    return _plain(
+        sa.select(sa.func.count().label("n")).where(
+            d.identity_ref.in_([sa.bindparam(f"ref_{n}") for n in range(refs)]),
+            d.decided_at >= sa.bindparam("since"),
+            _A_VERIFICATION,
+        )
+    )
+
+
+_COUNT_OF_SUBJECT = _plain(
+    sa.select(sa.func.count().label("n")).where(
+        DECISIONS.c.subject == sa.bindparam("subject"),
+        DECISIONS.c.decided_at >= sa.bindparam("since"),
+        _A_VERIFICATION,
+    )
+)
 _RECORD_OF = _plain(
     sa.select(DECISIONS.c.record).where(DECISIONS.c.decision_id == sa.bindparam("decision_id"))
 )
@@ -202,11 +231,15 @@ def _entries(seqs: sa.Select[Any], *, newest_first: bool) -> sa.Select[Any]:
 
 class SqlDecisionLog:
     """The DecisionLog port on the SQL store's database. Auditors' queries go through SQLAlchemy
-    (they are built per request); appends happen in the verification's transaction (above)."""
+    (they are built per request); appends happen in the verification's transaction (above).
+
+    Also VerificationHistory, which policies ask on every verification: its counts run on the hot
+    path's runner, as plain SQL."""
 
     def __init__(self, database: Database, keyring: VerifiedKeyring, clock: Clock) -> None:
         self._engine = database.engine
         self._dialect = database.dialect
+        self._sql = database.runner
         self._keyring = keyring
         self._codec = IdentityCodec(FieldCipher(keyring), BlindIndexer(keyring))
         self._clock = clock
@@ -232,6 +265,33 @@ class SqlDecisionLog:
             rows = (await connection.execute(_entries(seqs, newest_first=True))).all()
         found = [_logged(row) for row in rows[:limit]]
         return DecisionPage(found, found[-1].seq if len(rows) > limit else None)
+
+    # ---- VerificationHistory ----------------------------------------------------------------
+    async def decisions_of_person(self, *, ci: str | None, di: str | None, since: datetime) -> int:
+        """Decisions logged under any of the person's refs: by CI, and by DI for the certifications
+        that carried no CI (those are logged by DI), under every readable index key. Each decision has
+        one ref, so none is counted twice."""
+        if not ci and not di:
+            return 0
+        await self._keyring.refresh()
+        refs = [
+            ref
+            for kind, value in (("ci", ci), ("di", di))
+            if value
+            for ref in self._codec.identity_refs(kind, value)
+        ]
+        params: dict[str, object] = {f"ref_{n}": ref for n, ref in enumerate(refs)}
+        return await self._count(_count_of_refs(len(refs)), {**params, "since": since})
+
+    async def decisions_of_subject(self, subject: str, *, since: datetime) -> int:
+        return await self._count(_COUNT_OF_SUBJECT, {"subject": _nfc(subject), "since": since})
+
+    async def _count(self, statement: str, params: Mapping[str, object]) -> int:
+        async def count(sql: Transaction) -> int:
+            row = await sql.first(statement, params)
+            return 0 if row is None else int(row.n)
+
+        return await self._sql.read(count)
 
     async def of_person(self, ci: str, *, limit: int) -> Sequence[LoggedDecision]:
         await self._keyring.refresh()

@@ -38,6 +38,7 @@ from idgate.domain import (
     VerifiedIdentity,
 )
 
+from .cases import INSERT_CASE, opened_case
 from .database import Database
 from .decision_log import LogEntry, append, decision_by_id
 from .errors import ConstraintViolated, translated_errors
@@ -142,6 +143,7 @@ class SqlVerificationStore:
         prepared_merchant_uid: str | None,
     ) -> None:
         binds = decision.verdict is Verdict.ALLOW and decision.subject is not None
+        opens_case = decision.verdict is Verdict.REVIEW and decision.subject is not None
         identity: dict[str, Any] | None = None
         entries: list[dict[str, object]] = []
         await self._keyring.refresh()  # the log's identity_ref is keyed, and so is an identity's storage
@@ -151,7 +153,9 @@ class SqlVerificationStore:
             identity = self._codec.new_row(decision.subject, certification, decision.decided_at)
             values = {"ci": certification.ci, "di": certification.di, "phone": certification.phone}
             entries = list(self._codec.index_entries(identity["id"], values))
-        rows = _VerificationRows(entry, prepared_merchant_uid, identity, entries)
+        # A review keeps the identity with the case it opens, sealed the same way, until it is resolved.
+        case = opened_case(self._codec, decision, certification) if opens_case else None
+        rows = _VerificationRows(entry, prepared_merchant_uid, identity, entries, case)
         if isinstance(self._sql, PostgresRunner):
             await self._sql.autocommit(rows.in_one_call)
         else:
@@ -237,14 +241,7 @@ class SqlVerificationStore:
         }
 
     async def checkpoint(self) -> None:
-        """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
-        if self._database.dialect == "sqlite":
-            async with translated_errors(), self._engine.connect() as connection:
-                # On the driver's connection: a checkpoint must run outside any transaction, and
-                # SQLAlchemy would open one (BEGIN IMMEDIATE on maintenance engines) around it.
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await checkpoint_wal(self._database)
 
     async def purge(
         self, *, prepared_expired_before: datetime, consumed_before: datetime, counted_before: datetime
@@ -279,6 +276,17 @@ class SqlVerificationStore:
         return await self._sql.read(read)
 
 
+async def checkpoint_wal(database: Database) -> None:
+    """Fold SQLite's WAL into the database file and truncate it, so erased bytes leave the -wal."""
+    if database.dialect == "sqlite":
+        async with translated_errors(), database.engine.connect() as connection:
+            # On the driver's connection: a checkpoint must run outside any transaction, and
+            # SQLAlchemy would open one (BEGIN IMMEDIATE on maintenance engines) around it.
+            raw = await connection.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 _IMP_UID_USED = "this imp_uid was already used for a decision; start a new verification in the browser."
 _MERCHANT_UID_USED = "this merchant_uid was already used by another verification; prepare a new one."
 _PERSON_BOUND = "this person is already bound to another subject."
@@ -287,12 +295,14 @@ _PERSON_BOUND = "this person is already bound to another subject."
 @dataclass(frozen=True, slots=True)
 class _VerificationRows:
     """Everything one verification writes, made before its transaction: the consumption, the prepared
-    request's use, the identity (allow with a subject only) with its index rows, and the decision."""
+    request's use, the identity (allow with a subject only) with its index rows, the review case
+    keeping it instead (review with a subject only), and the decision."""
 
     entry: LogEntry
     prepared_merchant_uid: str | None
     identity: dict[str, Any] | None
     index_entries: list[dict[str, object]]
+    case: dict[str, Any] | None = None
 
     async def statement_by_statement(self, sql: Transaction) -> None:
         decision = self.entry.decision
@@ -314,27 +324,24 @@ class _VerificationRows:
             if used != 1:
                 raise CertificationAlreadyUsed(_MERCHANT_UID_USED)
         if self.identity is not None:
-            subject = self.identity["subject"]
-            # Two verifications of one subject take turns from here: each replaces what the other bound.
-            await sql.lock(f"subject:{subject}")
-            previous = await sql.first(_IDENTITY_OF, {"subject": subject})
-            if previous is not None:  # re-verification: the new identity replaces the old one
-                await _delete_identity(sql, previous.id)
-            await sql.execute(_INSERT_IDENTITY, self.identity)
-            try:
-                if self.index_entries:
-                    await sql.execute_many(_INSERT_INDEX, self.index_entries)
-            except ConstraintViolated as exc:
-                raise IdentityAlreadyBound(_PERSON_BOUND) from exc
+            await bind_identity(sql, self.identity, self.index_entries)
+        if self.case is not None:
+            await sql.execute(INSERT_CASE, self.case)
         await append(sql, self.entry)  # last: the log's head row is locked until the commit
 
     async def in_one_call(self, sql: Transaction) -> None:
-        """The same writes as one call of the function revision 0004 installs on PostgreSQL."""
+        """The same writes as one call of the function revision 0006 installs on PostgreSQL. Only a
+        review that opens a case passes the case's arguments; the others default to NULL."""
         entry, identity, entries = self.entry, self.identity or {}, self.index_entries
         decision, values, results = entry.decision, entry.columns(), entry.results(0)
+        case = (
+            {f"case_{column}": self.case[column] for column in _CASE_ARGUMENTS}
+            if self.case is not None
+            else {}
+        )
         try:
             await sql.first(
-                _RECORD_VERIFICATION,
+                _RECORD_VERIFICATION_OPENING_CASE if case else _RECORD_VERIFICATION,
                 {
                     "imp_uid": decision.imp_uid,
                     "decision_id": decision.decision_id,
@@ -352,6 +359,7 @@ class _VerificationRows:
                     "outcomes": [r["outcome"] for r in results],
                     "codes": [r["code"] for r in results],
                     "enforced": [r["enforced"] for r in results],
+                    **case,
                 },
             )
         except ConstraintViolated as exc:
@@ -386,6 +394,36 @@ _RECORD_VERIFICATION = (
     + ", ".join(f":decision_{column}" for column in _DECISION_ARGUMENTS)
     + ", :policies, :versions, :outcomes, :codes, :enforced)"
 )
+# The case's columns, the function's last arguments (v0006_review_cases.py), each defaulting to NULL.
+_CASE_ARGUMENTS = (
+    "key_id", "ci", "di", "phone", "name", "birth_date", "gender", "is_foreigner", "carrier", "certified_at",
+)  # fmt: skip
+_RECORD_VERIFICATION_OPENING_CASE = (
+    _RECORD_VERIFICATION.removesuffix(")")
+    + ", "
+    + ", ".join(f":case_{column}" for column in _CASE_ARGUMENTS)
+    + ")"
+)
+
+
+async def bind_identity(
+    sql: Transaction, identity: dict[str, Any], index_entries: list[dict[str, object]]
+) -> None:
+    """Bind a sealed identity to its subject, replacing what the subject had: what an allow does, in a
+    verification's transaction or in a review case's. IdentityAlreadyBound when the person is bound
+    to another subject (the unique index on the digests decides, also against a concurrent bind)."""
+    subject = identity["subject"]
+    # Two bindings of one subject take turns from here: each replaces what the other bound.
+    await sql.lock(f"subject:{subject}")
+    previous = await sql.first(_IDENTITY_OF, {"subject": subject})
+    if previous is not None:  # re-verification: the new identity replaces the old one
+        await _delete_identity(sql, previous.id)
+    await sql.execute(_INSERT_IDENTITY, identity)
+    try:
+        if index_entries:
+            await sql.execute_many(_INSERT_INDEX, index_entries)
+    except ConstraintViolated as exc:
+        raise IdentityAlreadyBound(_PERSON_BOUND) from exc
 
 
 async def _delete_identity(sql: Transaction, identity_id: str) -> None:

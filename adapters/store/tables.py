@@ -78,17 +78,21 @@ class DecisionRow(SQLModel, table=True):
         sa.Index("ix_decisions_verdict_seq", "verdict", "seq"),
         sa.Index("ix_decisions_provider_seq", "provider", "seq"),
         sa.Index("ix_decisions_decided_at", "decided_at", "seq"),
+        # The velocity policy counts a person's (or a subject's) decisions since a time from these
+        # alone; the equality lookups of the auditors' filters use them as well.
+        sa.Index("ix_decisions_subject_decided_at", "subject", "decided_at"),
+        sa.Index("ix_decisions_identity_ref_decided_at", "identity_ref", "decided_at"),
     )
 
     seq: int = Field(sa_column=sa.Column(LOG_POSITION, primary_key=True, autoincrement=False))  # 1, 2, 3 …
     decision_id: str = Field(max_length=40, unique=True)
     imp_uid: str = Field(max_length=32, index=True)
-    subject: str | None = Field(default=None, max_length=128, index=True)
+    subject: str | None = Field(default=None, max_length=128)
     provider: str = Field(max_length=40)
     verdict: str = Field(max_length=10)
     policy_set: str = Field(max_length=80)
     decided_at: datetime = Field(sa_column=_utc())
-    identity_ref: str | None = Field(default=None, max_length=90, index=True)
+    identity_ref: str | None = Field(default=None, max_length=90)
     channel: str | None = Field(default=None, max_length=10)
     caller: str | None = Field(default=None, max_length=80)
     record: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
@@ -268,6 +272,52 @@ class RequestCountRow(SQLModel, table=True):
     count: int
 
 
+class BarredPersonRow(SQLModel, table=True):
+    """The operator's blocklist: a keyed digest of a barred person's CI under one index key. The CI
+    itself is never stored, so a new index key cannot be filled in from the rows; `idgate blocklist
+    add` with the same CIs again does it. A person's rows under several keys share `entry_id`."""
+
+    __tablename__ = "blocklist"
+
+    index_key_id: int = Field(primary_key=True)
+    digest: str = Field(primary_key=True, max_length=64)  # hex HMAC-SHA256, its own purpose and subkey
+    entry_id: str = Field(max_length=36, index=True)
+    added_at: datetime = Field(sa_column=_utc())
+    added_by: str = Field(max_length=80)
+
+
+class ReviewCaseRow(SQLModel, table=True):
+    """A case a `review` verdict opened, keyed by that decision's id. While it is open it keeps the
+    certified identity, sealed like an identities row but bound to this table and the decision_id
+    (adapters/store/cases.py); closing it clears every identity column. The note is the reviewer's
+    free text: it lives here, where it can be corrected or erased, never in the decision log."""
+
+    __tablename__ = "review_cases"
+    __table_args__ = (
+        sa.Index("ix_review_cases_state_decision_id", "state", "decision_id"),  # the open ones, newest first
+        sa.Index("ix_review_cases_state_opened_at", "state", "opened_at"),  # the open ones due to expire
+    )
+
+    decision_id: str = Field(primary_key=True, max_length=40)
+    subject: str = Field(max_length=128)
+    opened_at: datetime = Field(sa_column=_utc())
+    state: str = Field(max_length=10)  # open, allowed, denied, expired
+    key_id: int | None = None  # the encryption key of the kept envelopes (a hint; headers rule)
+    ci: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    di: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    phone: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    name: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    birth_date: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    gender: str | None = Field(default=None, max_length=10)
+    is_foreigner: bool | None = None
+    carrier: str | None = Field(default=None, max_length=10)
+    certified_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    resolved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    resolved_by: str | None = Field(default=None, max_length=80)
+    note: str | None = Field(default=None, max_length=2000)
+    resolution_id: str | None = Field(default=None, max_length=40)  # the decision_id of the closing's entry
+
+
 # Core handles on the same tables, for bulk work where building ORM objects would dominate the cost.
 IDENTITIES = SQLModel.metadata.tables["identities"]
 IDENTITY_INDEX = SQLModel.metadata.tables["identity_index"]
@@ -283,3 +333,5 @@ LOG_HEAD = SQLModel.metadata.tables["log_head"]
 LOG_NODES = SQLModel.metadata.tables["log_nodes"]
 LOG_CHECKPOINTS = SQLModel.metadata.tables["log_checkpoints"]
 AUDIT_ACCESS = SQLModel.metadata.tables["audit_access"]
+REVIEW_CASES = SQLModel.metadata.tables["review_cases"]
+BLOCKLIST = SQLModel.metadata.tables["blocklist"]

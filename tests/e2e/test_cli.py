@@ -77,7 +77,7 @@ async def test_verify_exit_codes(sandbox: Sandbox, env: dict[str, str]) -> None:
     allowed = await idgate("verify", adult, "--subject", "user-1", env=env)
     assert allowed.code == 0, allowed
     assert allowed.out.startswith("allow  dec_")
-    assert "age_limit 1.0.0: allow age_ok" in allowed.out
+    assert "age_limit 1.1.0: allow age_ok" in allowed.out
 
     denied = await idgate("verify", await sandbox.certify("minor"), "--json", env=env)
     assert denied.code == 1
@@ -198,11 +198,8 @@ async def test_the_readmes_first_steps_init_credentials_serve_verify(
     keyring = tmp_path / ".idgate" / "keyring.json"
     assert oct(keyring.stat().st_mode & 0o777) == "0o600"
     assert "[policies.age_limit]" in (tmp_path / "idgate.toml").read_text()
-    listed = await idgate("policies", "list")
-    assert [line.split()[:3] for line in listed.out.splitlines() if not line.startswith(" ")] == [
-        ["age_limit", "1.0.0", "enabled"],
-        ["duplicate_identity", "1.0.0", "enabled"],
-    ]
+    listed = json.loads((await idgate("policies", "list", "--json")).out)["policies"]
+    assert [p["name"] for p in listed if p["enabled"]] == ["age_limit", "duplicate_identity"]
 
     credentials = {  # the sandbox stands in for PortOne
         "IDGATE_PORTONE_URL": sandbox.url,
@@ -282,3 +279,23 @@ async def test_demo_refuses_a_busy_port_clearly() -> None:
             "demo", "--check", "--port", str(busy.getsockname()[1]), "--sandbox-port", str(free_port())
         )
     assert_clean_failure(run, 5, "cannot listen on", "--port")
+
+
+@only_sqlite
+async def test_verify_reads_claims_from_a_file_and_refuses_bad_ones_without_echoing_them(
+    sandbox: Sandbox, env: dict[str, str], tmp_path: Path
+) -> None:
+    adult = await sandbox.certify("adult")
+    missing = await idgate("verify", adult, "--claims", str(tmp_path / "nowhere.json"), env=env)
+    assert_clean_failure(missing, 2, "cannot read the claims file")
+    bad = tmp_path / "claims.json"
+    bad.write_text(json.dumps({"name": "김철수", "birth_date": "1990-13-01"}), encoding="utf-8")
+    refused = await idgate("verify", adult, "--claims", str(bad), env=env)
+    assert_clean_failure(refused, 2, "claims", "birth_date")
+    assert "김철수" not in refused.out + refused.err
+    assert "1990-13-01" not in refused.out + refused.err
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"name": "김철수", "phone": "010-0000-0000"}), encoding="utf-8")
+    decided = await idgate("verify", adult, "--claims", str(good), env=env)
+    assert decided.code == 0, decided  # nothing was consumed by the refusals above
+    assert "김철수" not in decided.out + decided.err

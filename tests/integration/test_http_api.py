@@ -46,7 +46,7 @@ async def test_an_adult_is_allowed_and_the_answer_holds_no_personal_data(
     assert decision["reasons"][:1] == [
         {
             "policy": "age_limit",
-            "version": "1.0.0",
+            "version": "1.1.0",
             "outcome": "allow",
             "code": "age_ok",
             "message": "만 나이 19 or older",
@@ -339,3 +339,25 @@ async def test_metrics_count_verifications_portone_calls_and_store_time(
     assert grew("idgate_store_seconds_count", operation="write") == 3 + 3  # 3 prepares, 3 decisions
     assert metric(after, "idgate_portone_token_requests_total") >= 1
     assert "imp_" not in after.replace("imp_uid", "")  # no id is a label
+
+
+@pytest.mark.parametrize(
+    ("claims", "field"),
+    [
+        ({"name": "홍길동" * 30}, "claims.name"),
+        ({"birth_date": "1990-02-31"}, "claims.birth_date"),
+        ({"phone": "010-1234-5678-9999-0000"}, "claims.phone"),
+        ({"name": "홍길동", "ssn": "900101-1234567"}, "ssn"),
+    ],
+)
+async def test_bad_claims_are_400_naming_the_field_and_never_echoing_the_value(
+    api: httpx.AsyncClient, sandbox: Sandbox, claims: dict[str, str], field: str
+) -> None:
+    body = await prepared_certification(api, sandbox, "adult")
+    answer = await api.post("/certifications", json={**body, "claims": claims})
+    problem = assert_problem(answer, 400, "invalid_request")
+    assert field in str(problem["errors"])
+    for value in claims.values():
+        assert value not in answer.text
+    # Nothing was decided or consumed: the same certification can still be verified.
+    assert (await api.post("/certifications", json=body)).status_code == 200

@@ -77,6 +77,7 @@ class Seeds:
     redirect_status: int  # 303 where the redirect flow has URLs, else 200 and the decision as JSON
     service_token: str
     admin_token: str
+    reviewer_token: str
 
 
 async def _token(settings: Settings, role: Role) -> str:
@@ -90,6 +91,7 @@ async def _seeds(api: httpx.AsyncClient, sandbox: Sandbox, settings: Settings) -
         redirect_status=303 if settings.http.deny_url else 200,
         service_token=await _token(settings, Role.SERVICE),
         admin_token=await _token(settings, Role.ADMIN),
+        reviewer_token=await _token(settings, Role.REVIEWER),
     )
 
 
@@ -151,6 +153,8 @@ def _tokens(operation: Operation, seeds: Seeds) -> list[str | None]:
     so generated subjects reach validation and lookup; then none, and the other role's."""
     if operation.method.upper() == "DELETE":
         return [seeds.admin_token, None, seeds.service_token]
+    if operation.path.startswith("/reviews"):
+        return [seeds.reviewer_token, None, seeds.service_token]
     return [seeds.service_token, None, seeds.admin_token]  # ignored where no security is documented
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import dataclasses
 import sys
+import time
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from idgate.domain import (
+    Claims,
     ConfigurationError,
     Outcome,
     PolicyContext,
@@ -32,6 +36,7 @@ from idgate.policies.engine import (
     load_catalog,
     new_plugin_manager,
 )
+from idgate.testing import InMemoryBlocklist, InMemoryVerificationHistory
 from tests.fakes import a_certification
 
 
@@ -141,7 +146,7 @@ def test_a_plugin_implementing_an_unknown_hook_is_refused() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"min_age": "19"}, "Expected `int`"),
+        ({"min_age": "19"}, "Expected `int"),
         ({"min_age": 19, "maximum": 3}, "unknown option.*maximum"),
         ({"method": "korean"}, "Invalid enum value 'korean'"),
         ({"min_age": -1}, "between 0 and 150"),
@@ -312,7 +317,208 @@ def test_every_package_folder_is_installed() -> None:
     installed = {folder(p) for p in config["packages"]}
     on_disk = {
         str(init.parent.relative_to(ROOT))
-        for layer in ("domain", "adapters", "policies", "entrypoints", "sandbox")
+        for layer in ("domain", "adapters", "policies", "entrypoints", "sandbox", "package_root")
         for init in (ROOT / layer).rglob("__init__.py")
     }
-    assert on_disk == installed - {"package_root"}
+    assert on_disk == installed
+
+
+# ---- timeouts, errors, concurrency (issue 10) ------------------------------------------------
+ALLOW = Ruling(outcome=Outcome.ALLOW, code="ok")
+
+
+async def test_an_async_policy_past_its_timeout_is_cancelled_and_fails_closed() -> None:
+    cancelled = asyncio.Event()
+
+    async def hangs(certification: Any, context: Any) -> Ruling:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return ALLOW
+
+    policies = evaluator(
+        plugin_offering(simple("hangs", hangs), simple("fine", lambda c, x: ALLOW)),
+        config={"hangs": {"timeout_seconds": 0.05}, "fine": {}},
+    )
+    results = {r.policy: r for r in await policies.evaluate(a_certification(), CONTEXT)}
+    assert (results["hangs"].outcome, results["hangs"].code) == (Outcome.ERROR, "policy_timeout")
+    assert cancelled.is_set()
+    assert results["fine"].outcome is Outcome.ALLOW
+    assert combine(results.values()) is Verdict.DENY
+
+
+async def test_a_sync_policy_that_overran_its_timeout_is_held_to_it_afterwards() -> None:
+    def slow(certification: Any, context: Any) -> Ruling:
+        time.sleep(0.06)  # a sync policy cannot be interrupted
+        return ALLOW
+
+    [result] = await evaluator(
+        plugin_offering(simple("slow", slow)), config={"slow": {"timeout_seconds": 0.01}}
+    ).evaluate(a_certification(), CONTEXT)
+    assert (result.outcome, result.code) == (Outcome.ERROR, "policy_timeout")
+    assert result.duration_us >= 60_000
+
+
+@pytest.mark.parametrize("failure", ["raises", "times_out", "returns_junk"])
+async def test_on_error_abstain_turns_a_failure_into_an_abstention(failure: str) -> None:
+    async def fails(certification: Any, context: Any) -> object:
+        if failure == "raises":
+            raise RuntimeError("broken")
+        if failure == "times_out":
+            await asyncio.sleep(10)
+        return "junk"
+
+    config = {"fails": {"on_error": "abstain", "timeout_seconds": 0.05}}
+    [result] = await evaluator(plugin_offering(simple("fails", fails)), config=config).evaluate(
+        a_certification(), CONTEXT
+    )
+    assert result.outcome is Outcome.ABSTAIN
+    assert result.code == ("policy_timeout" if failure == "times_out" else "policy_error")
+    assert "abstains" in result.message
+    assert combine([result]) is Verdict.ALLOW
+
+
+async def test_async_policies_run_concurrently() -> None:
+    # Each waits for the other: run one after the other, the first would time out.
+    first_started, second_started = asyncio.Event(), asyncio.Event()
+
+    async def first(certification: Any, context: Any) -> Ruling:
+        first_started.set()
+        await second_started.wait()
+        return ALLOW
+
+    async def second(certification: Any, context: Any) -> Ruling:
+        second_started.set()
+        await first_started.wait()
+        return ALLOW
+
+    policies = evaluator(
+        plugin_offering(simple("first", first), simple("second", second), simple("sync", lambda c, x: ALLOW)),
+        config={"first": {"timeout_seconds": 1}, "second": {"timeout_seconds": 1}, "sync": {}},
+    )
+    results = await policies.evaluate(a_certification(), CONTEXT)
+    assert [(r.policy, r.outcome) for r in results] == [
+        ("first", Outcome.ALLOW),
+        ("second", Outcome.ALLOW),
+        ("sync", Outcome.ALLOW),
+    ]  # in configured order, whatever finished first
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        ({"timeout_seconds": 0}, "timeout_seconds must be a number of seconds"),
+        ({"timeout_seconds": "2"}, "timeout_seconds must be a number of seconds"),
+        ({"timeout_seconds": True}, "timeout_seconds must be a number of seconds"),
+        ({"on_error": "allow"}, 'on_error must be "deny" or "abstain"'),
+    ],
+)
+def test_bad_run_keys_are_refused(run: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        configure_enabled(load_catalog(new_plugin_manager()), {"age_limit": run})
+
+
+def test_the_policy_set_digest_covers_how_each_policy_runs_and_where_it_came_from() -> None:
+    catalog = load_catalog(new_plugin_manager())
+
+    def digest(config: dict[str, dict[str, Any]]) -> str:
+        return PluginPolicyEvaluator(configure_enabled(catalog, config)).policy_set
+
+    base = digest({"age_limit": {}})
+    assert base == digest({"age_limit": {"timeout_seconds": 2.0, "on_error": "deny", "enforce": True}})
+    assert base != digest({"age_limit": {"timeout_seconds": 1.0}})
+    assert base != digest({"age_limit": {"on_error": "abstain"}})
+    [configured] = configure_enabled(catalog, {"age_limit": {}})
+    assert configured.described()["distribution"] == "idgate"
+    assert configured.plugin is not None
+    forked = dataclasses.replace(configured.plugin, distribution="forked-idgate")
+    same_elsewhere = dataclasses.replace(configured, plugin=forked)
+    assert PluginPolicyEvaluator([same_elsewhere]).policy_set != base
+
+
+def test_a_blocked_plugin_is_not_loaded_and_enabling_its_policy_says_so() -> None:
+    catalog = load_catalog(new_plugin_manager(), block=frozenset({"age_limit"}))
+    assert "age_limit" not in catalog.definitions
+    assert "duplicate_identity" in catalog.definitions
+    assert "age_limit" in catalog.blocked
+    with pytest.raises(ConfigurationError, match="its plugin is blocked"):
+        configure_enabled(catalog, {"age_limit": {}})
+
+
+def test_startup_warns_loudly_when_no_policy_is_enforced() -> None:
+    catalog = load_catalog(new_plugin_manager())
+    with structlog.testing.capture_logs() as logs:
+        PluginPolicyEvaluator(configure_enabled(catalog, {"age_limit": {"enforce": False}}))
+        PluginPolicyEvaluator(configure_enabled(catalog, {"age_limit": {}}))
+    warnings = [e for e in logs if e["event"] == "no_enforced_policy"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["enabled"] == "age_limit"
+
+
+async def test_each_result_records_how_long_its_policy_took() -> None:
+    async def takes_a_while(certification: Any, context: Any) -> Ruling:
+        await asyncio.sleep(0.02)
+        return ALLOW
+
+    [result] = await evaluator(
+        plugin_offering(simple("slowish", takes_a_while)), config={"slowish": {}}
+    ).evaluate(a_certification(), CONTEXT)
+    assert result.duration_us >= 20_000
+
+
+async def test_a_policy_sees_every_field_of_the_context_it_was_given() -> None:
+    seen: list[PolicyContext] = []
+
+    def looks(certification: Any, context: PolicyContext) -> Ruling:
+        seen.append(context)
+        return ALLOW
+
+    given = PolicyContext(
+        subject="acct-1",
+        now=CONTEXT.now,
+        identities=BrokenDirectory(),
+        history=InMemoryVerificationHistory(),
+        barred=InMemoryBlocklist(),
+        claims=Claims(name="홍길동"),
+    )
+    await evaluator(plugin_offering(simple("looks", looks)), config={"looks": {}}).evaluate(
+        a_certification(), given
+    )
+    [context] = seen
+    for field in dataclasses.fields(PolicyContext):
+        value = getattr(context, field.name)
+        assert value is not None, f"{field.name} did not reach the policy"
+        if field.name in {"identities", "history", "barred"}:
+            assert value is not getattr(given, field.name)  # watched for the store's failures
+        else:
+            assert value == getattr(given, field.name)
+
+
+async def test_async_policies_that_suspend_then_answer_or_fail_are_recorded_as_such() -> None:
+    async def later(certification: Any, context: Any) -> Ruling:
+        for _ in range(3):
+            await asyncio.sleep(0)  # suspends: runs on as a task after its first step
+        return Ruling(outcome=Outcome.REVIEW, code="later")
+
+    async def fails_later(certification: Any, context: Any) -> Ruling:
+        await asyncio.sleep(0)
+        raise ValueError("after a suspension")
+
+    async def at_once(certification: Any, context: Any) -> Ruling:
+        return Ruling(outcome=Outcome.ALLOW, code="at_once")  # finishes in its first step
+
+    policies = evaluator(
+        plugin_offering(
+            simple("later", later), simple("fails_later", fails_later), simple("at_once", at_once)
+        ),
+        config={"later": {}, "fails_later": {}, "at_once": {}},
+    )
+    results = await policies.evaluate(a_certification(), CONTEXT)
+    assert [(r.policy, r.outcome, r.code) for r in results] == [
+        ("later", Outcome.REVIEW, "later"),
+        ("fails_later", Outcome.ERROR, "policy_error"),
+        ("at_once", Outcome.ALLOW, "at_once"),
+    ]

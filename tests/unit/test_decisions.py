@@ -49,13 +49,30 @@ def test_a_failed_policy_denies() -> None:
     assert combine([a_result(Outcome.ALLOW), a_result(Outcome.ERROR)]) is Verdict.DENY
 
 
+POLICY = {
+    "name": "age_limit",
+    "version": "1.0.0",
+    "distribution": "idgate",
+    "options": {"min_age": 19},
+    "enforce": True,
+    "timeout_seconds": 2.0,
+    "on_error": "deny",
+}
+
+
 def test_policy_set_digest_ignores_order_and_notices_any_change() -> None:
-    a: tuple[str, str, dict[str, object], bool] = ("age_limit", "1.0.0", {"min_age": 19}, True)
-    b: tuple[str, str, dict[str, object], bool] = ("other", "2.0", {}, False)
-    assert policy_set_digest([a, b]) == policy_set_digest([b, a])
-    assert policy_set_digest([a]) != policy_set_digest([("age_limit", "1.0.0", {"min_age": 20}, True)])
-    assert policy_set_digest([a]) != policy_set_digest([("age_limit", "1.0.1", {"min_age": 19}, True)])
-    assert policy_set_digest([a]) != policy_set_digest([("age_limit", "1.0.0", {"min_age": 19}, False)])
+    other = {**POLICY, "name": "other", "options": {}}
+    assert policy_set_digest([POLICY, other]) == policy_set_digest([other, POLICY])
+    for field, changed in [
+        ("name", "age"),
+        ("version", "1.0.1"),
+        ("distribution", "acme-policies"),
+        ("options", {"min_age": 20}),
+        ("enforce", False),
+        ("timeout_seconds", 1.0),
+        ("on_error", "abstain"),
+    ]:
+        assert policy_set_digest([POLICY]) != policy_set_digest([{**POLICY, field: changed}]), field
 
 
 @given(

@@ -4,13 +4,15 @@ that the code has must be written down where users look for it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 
 from idgate.domain import Category, IdgateError, error_classes
-from idgate.entrypoints import audit_api
+from idgate.entrypoints import audit_api, reviews_api
 from idgate.entrypoints.cli import main
 from idgate.entrypoints.errors import ANSWERS, HTTP_ONLY_CODES
 from idgate.entrypoints.settings import env_overrides
@@ -74,10 +76,10 @@ def test_every_configuration_key_is_in_the_readme(variable: str) -> None:
     assert re.search(rf"`{section}\.[^`]*\b{key}\b|`{section}\.\w+` / `{key}`", README), f"{section}.{key}"
 
 
-def auditor_routes() -> list[str]:
+def auditor_routes(handlers: Sequence[Any] = audit_api.ROUTES) -> list[str]:
     return sorted(
         f"{method} {path.replace('{decision_id:str}', '{decision_id}')}"
-        for handler in audit_api.ROUTES
+        for handler in handlers
         if handler.include_in_schema
         for path in handler.paths
         for method in handler.http_methods
@@ -86,5 +88,11 @@ def auditor_routes() -> list[str]:
 
 @pytest.mark.parametrize("route", auditor_routes())
 def test_every_auditor_route_is_in_the_readme(route: str) -> None:
+    documented = re.findall(r"^\| `([A-Z]+ /[^`?\s]+)", README, re.MULTILINE)
+    assert route in documented, route
+
+
+@pytest.mark.parametrize("route", auditor_routes(reviews_api.ROUTES))
+def test_every_reviewer_route_is_in_the_readme(route: str) -> None:
     documented = re.findall(r"^\| `([A-Z]+ /[^`?\s]+)", README, re.MULTILINE)
     assert route in documented, route
