@@ -75,8 +75,11 @@ browser:
 		case "$$CI" in ""|0|false|no) ;; *) exit 1;; esac; \
 	}
 
+# Three processes on two cores: most tests spend their time waiting on servers, sockets and subprocesses.
+PYTEST_WORKERS ?= 3
+
 pytest: install browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 	cd examples/policy-plugin && ../../$(BIN)/pytest -q
 
 test: lint typecheck arch pytest

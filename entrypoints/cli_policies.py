@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -18,7 +18,9 @@ from idgate.domain import ConfigurationError, IdgateError
 from idgate.policies.engine import configure, load_catalog, new_plugin_manager
 
 from .cli_common import fail, run, settings_of
-from .policy_cases import CaseRun, run_case_file
+
+if TYPE_CHECKING:
+    from .policy_cases import CaseRun
 
 EXIT_CASES_FAILED = 1
 
@@ -99,6 +101,10 @@ def _defaults(options: type) -> dict[str, Any]:
 def test_policies(ctx: click.Context, cases: Path, as_json: bool) -> None:
     """Run the table-driven CASES (TOML) against the configured policy set, or the file's own
     [policies]. Exit 0 when every case passes, 1 when any fails, 2 for a bad case file."""
+    # Imported here: the case runner reads the sandbox's persons, and the sandbox package brings
+    # the web stack, which the other commands start without.
+    from .policy_cases import run_case_file  # noqa: PLC0415
+
     configured = settings_of(ctx).policies
 
     async def run_cases() -> CaseRun:

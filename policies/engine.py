@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Coroutine, Generator, Iterable, Mapping, 
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import msgspec
 import pluggy
@@ -40,7 +40,6 @@ from . import hookspecs
 from .sdk import AnyPolicyDefinition, Policy, PolicyDefinition
 
 log = structlog.get_logger("idgate.policies")
-_T = TypeVar("_T")
 
 # Keys in `[policies.<name>]` that configure how idgate runs the policy rather than the policy itself.
 _RUN_KEYS = frozenset({"enforce", "timeout_seconds", "on_error"})
@@ -260,6 +259,10 @@ class PluginPolicyEvaluator:
 
     def __init__(self, policies: Sequence[ConfiguredPolicy]) -> None:
         self._policies = tuple(policies)
+        # What each evaluation reads of a policy, looked up once here rather than per decision.
+        self._plan = tuple(
+            (p, p.policy, p.name, p.definition.version, p.mode.enforced, p.timeout_ns) for p in self._policies
+        )
         self._policy_set = policy_set_digest(p.described() for p in self._policies)
         if not any(p.enforced for p in self._policies):
             log.warning(
@@ -288,27 +291,38 @@ class PluginPolicyEvaluator:
         context = watch.wrap(context)
         results: list[PolicyResult | None] = [None] * len(self._policies)
         pending: list[tuple[int, ConfiguredPolicy, Awaitable[object], int]] = []
-        for i, configured in enumerate(self._policies):
+        for i, (configured, policy, name, version, enforced, timeout_ns) in enumerate(self._plan):
             # Sync policies run here and now; an async one's coroutine is collected to run with the rest.
             started = time.perf_counter_ns()
             try:
-                value = configured.policy(certification, context)
+                value = policy(certification, context)
+                if inspect.iscoroutine(value):
+                    # Its first step runs now, as a sync policy would: one that needs no I/O (nothing
+                    # to wait for) finishes here, without a task; the rest go on concurrently below.
+                    try:
+                        yielded = value.send(None)
+                    except StopIteration as done:
+                        value = done.value
+                    else:
+                        pending.append((i, configured, _resumed(value, yielded), started))
+                        continue
+                elif inspect.isawaitable(value):
+                    pending.append((i, configured, value, started))
+                    continue
             except Exception as exc:  # noqa: BLE001 - any failure of a plugin must count as an error
                 results[i] = self._failed(configured, exc, watch, started)
                 continue
-            if inspect.iscoroutine(value):
-                # Its first step runs now, as a sync policy would: one that needs no I/O (nothing
-                # to wait for) finishes here, without a task; the rest go on concurrently below.
-                try:
-                    yielded = value.send(None)
-                except StopIteration as done:
-                    results[i] = self._settled(configured, done.value, started)
-                except Exception as exc:  # noqa: BLE001 - any failure of a plugin must count as an error
-                    results[i] = self._failed(configured, exc, watch, started)
-                else:
-                    pending.append((i, configured, _resumed(value, yielded), started))
-            elif inspect.isawaitable(value):
-                pending.append((i, configured, value, started))
+            elapsed_ns = time.perf_counter_ns() - started
+            if type(value) is Ruling and elapsed_ns <= timeout_ns:  # the common case, kept short
+                results[i] = PolicyResult(
+                    policy=name,
+                    version=version,
+                    outcome=value.outcome,
+                    code=value.code,
+                    message=value.message,
+                    enforced=enforced,
+                    duration_us=elapsed_ns // 1000,
+                )
             else:
                 results[i] = self._settled(configured, value, started)
         if len(pending) == 1:
@@ -428,42 +442,64 @@ class _PortWatch:
             claims=context.claims,
         )
 
-    async def watch(self, call: Awaitable[_T]) -> _T:
-        try:
-            return await call
-        except IdgateError as exc:
-            self.failure = self.failure or exc
-            raise
+    def saw(self, exc: IdgateError) -> None:
+        self.failure = self.failure or exc
 
 
 class _WatchedDirectory:
+    __slots__ = ("_directory", "_watch")
+
     def __init__(self, directory: IdentityDirectory, watch: _PortWatch) -> None:
         self._directory, self._watch = directory, watch
 
     async def subjects_with_ci(self, ci: str) -> Sequence[str]:
-        return await self._watch.watch(self._directory.subjects_with_ci(ci))
+        try:
+            return await self._directory.subjects_with_ci(ci)
+        except IdgateError as exc:
+            self._watch.saw(exc)
+            raise
 
     async def subjects_with_di(self, di: str) -> Sequence[str]:
-        return await self._watch.watch(self._directory.subjects_with_di(di))
+        try:
+            return await self._directory.subjects_with_di(di)
+        except IdgateError as exc:
+            self._watch.saw(exc)
+            raise
 
 
 class _WatchedHistory:
+    __slots__ = ("_history", "_watch")
+
     def __init__(self, history: VerificationHistory, watch: _PortWatch) -> None:
         self._history, self._watch = history, watch
 
     async def decisions_of_person(self, *, ci: str | None, di: str | None, since: datetime) -> int:
-        return await self._watch.watch(self._history.decisions_of_person(ci=ci, di=di, since=since))
+        try:
+            return await self._history.decisions_of_person(ci=ci, di=di, since=since)
+        except IdgateError as exc:
+            self._watch.saw(exc)
+            raise
 
     async def decisions_of_subject(self, subject: str, *, since: datetime) -> int:
-        return await self._watch.watch(self._history.decisions_of_subject(subject, since=since))
+        try:
+            return await self._history.decisions_of_subject(subject, since=since)
+        except IdgateError as exc:
+            self._watch.saw(exc)
+            raise
 
 
 class _WatchedBarred:
+    __slots__ = ("_barred", "_watch")
+
     def __init__(self, barred: BarredPeople, watch: _PortWatch) -> None:
         self._barred, self._watch = barred, watch
 
     async def is_barred(self, ci: str) -> bool:
-        return await self._watch.watch(self._barred.is_barred(ci))
+        try:
+            return await self._barred.is_barred(ci)
+        except IdgateError as exc:
+            self._watch.saw(exc)
+            raise
 
 
 def _as_mapping(options: Any) -> Mapping[str, object]:
