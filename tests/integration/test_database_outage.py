@@ -20,6 +20,9 @@ from tests.tcp_proxy import Mode, TcpProxy
 pytestmark = only_postgresql
 CONNECT_TIMEOUT, STATEMENT_TIMEOUT = 1.0, 2.0
 BOUND = CONNECT_TIMEOUT + STATEMENT_TIMEOUT + 1.5  # the longest a request may take while the database is gone
+# make test runs three test processes on two cores: a loaded event loop answers a second or two late,
+# which says nothing about the timeouts (without them a blackholed request hangs for minutes).
+LOADED_MACHINE = 2.0
 
 
 @pytest.fixture
@@ -92,7 +95,9 @@ async def test_a_database_gone_mid_load_fails_fast_and_idgate_recovers_by_itself
         assert failed, "the fault came too late to matter"
         assert {(status, code) for status, code, _ in during if status != 200} == {(503, "store_unavailable")}
         slowest = max(seconds for _, _, seconds in during)
-        assert slowest < BOUND + 8 * 0.1, f"a request took {slowest:.1f} s with the database gone"
+        assert slowest < BOUND + 8 * 0.1 + LOADED_MACHINE, (
+            f"a request took {slowest:.1f} s with the database gone"
+        )
 
         proxy.set_mode("forward")
         await ready_again(api)
