@@ -14,7 +14,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from idgate.domain import ConfigurationError, IdgateError
+from idgate.domain import IdgateError
 from idgate.policies.engine import configure, load_catalog, new_plugin_manager
 
 from .cli_common import fail, run, settings_of
@@ -110,10 +110,7 @@ def test_policies(ctx: click.Context, cases: Path, as_json: bool) -> None:
     async def run_cases() -> CaseRun:
         return await run_case_file(cases, configured)
 
-    try:
-        result = run(run_cases)
-    except ConfigurationError as error:  # pragma: no cover - run() already turns errors into exits
-        fail(error)
+    result = run(run_cases)
     if as_json:
         click.echo(json.dumps(_as_json(result), ensure_ascii=False, indent=2))
     else:

@@ -147,9 +147,9 @@ async def run_case_file(path: Path, configured: PoliciesSettings) -> CaseRun:
 
 
 async def _run(evaluator: PluginPolicyEvaluator, case: Case, path: Path) -> CaseOutcome:
-    now = case.now.astimezone(UTC) if case.now else NOW
     if case.now is not None and case.now.tzinfo is None:
         raise InvalidRequest(f"{path}: case {case.name!r}: `now` needs a time zone (e.g. +09:00).")
+    now = case.now.astimezone(UTC) if case.now else NOW
     certified = _certification(case, now, path)
     directory = InMemoryIdentityDirectory()
     for subject in case.bound_to:

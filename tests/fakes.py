@@ -9,15 +9,13 @@ import secrets
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from idgate.domain import (
-    Carrier,
     Certification,
     CertificationAlreadyUsed,
     CertificationNotFound,
     Channel,
-    Gender,
     IdentityAccess,
     IdentityAlreadyBound,
     Outcome,
@@ -56,28 +54,16 @@ from idgate.domain.cases import CasePage, CaseResolution, CaseState, ReviewCase
 from idgate.domain.errors import ReviewCaseClosed
 from idgate.domain.ports import Progress
 from idgate.domain.services import validate_imp_uid
+from idgate.testing import certification
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
 
 def a_certification(**changes: object) -> Certification:
-    base = Certification(
-        imp_uid="imp_100000000001",
-        merchant_uid="idg_test",
-        provider="danal",
-        name="홍길동",
-        gender=Gender.MALE,
-        birth_date=date(1990, 1, 1),
-        phone="01012345678",
-        carrier=Carrier.SKT,
-        is_foreigner=False,
-        ci="ci-value",
-        di="di-value",
-        certified=True,
-        certified_at=T0,
-        origin=None,
+    """idgate.testing's adult, with short recognisable CI and DI and certified at T0."""
+    return certification(
+        **{"merchant_uid": "idg_test", "ci": "ci-value", "di": "di-value", "certified_at": T0, **changes}
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 @dataclass

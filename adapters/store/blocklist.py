@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from idgate.adapters.crypto import BlindIndexer, normalize
 from idgate.domain import Clock
@@ -25,7 +24,7 @@ from idgate.domain.blocklist import BarredEntry, BlocklistChange
 from .database import Database
 from .errors import translated_errors
 from .keyring_check import VerifiedKeyring
-from .runner import Transaction
+from .runner import Transaction, plain_sql
 from .tables import BLOCKLIST, as_utc
 
 PURPOSE = "blocklist/ci"
@@ -155,12 +154,11 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + _CHUNK]
 
 
-_BARRED = str(
+_BARRED = plain_sql(
     sa.select(sa.literal_column("1"))
     .select_from(BLOCKLIST)
     .where(
         BLOCKLIST.c.index_key_id == sa.bindparam("index_key_id"),
         BLOCKLIST.c.digest == sa.bindparam("digest"),
     )
-    .compile(dialect=sqlite_dialect(paramstyle="named"))
 )

@@ -13,7 +13,6 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from idgate.adapters.crypto import DecryptionError
 from idgate.domain import (
@@ -26,6 +25,7 @@ from idgate.domain import (
 from idgate.domain.cases import CaseState
 
 from .identities import ENCRYPTED, IdentityCodec
+from .runner import plain_sql
 from .tables import REVIEW_CASES, as_utc
 
 TABLE = "review_cases"
@@ -100,10 +100,9 @@ def kept_certification(codec: IdentityCodec, row: Any, opened: PolicyDecision) -
     )
 
 
-_NAMED_PARAMETERS = sqlite_dialect(paramstyle="named")
 _OPENED_COLUMNS = [
     c.name
     for c in REVIEW_CASES.columns
     if c.name not in {"resolved_at", "resolved_by", "note", "resolution_id"}  # set when it closes
 ]
-INSERT_CASE = str(sa.insert(REVIEW_CASES).compile(dialect=_NAMED_PARAMETERS, column_keys=_OPENED_COLUMNS))
+INSERT_CASE = plain_sql(sa.insert(REVIEW_CASES), columns=_OPENED_COLUMNS)

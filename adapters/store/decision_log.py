@@ -27,7 +27,6 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from idgate.adapters.crypto import BlindIndexer, FieldCipher
@@ -58,7 +57,7 @@ from .database import Database
 from .errors import translated_errors
 from .identities import IdentityCodec
 from .keyring_check import VerifiedKeyring
-from .runner import Transaction
+from .runner import Transaction, plain_sql
 from .tables import (
     AUDIT_ACCESS,
     DECISION_RESULTS,
@@ -68,12 +67,6 @@ from .tables import (
     LOG_NODES,
     as_utc,
 )
-
-_NAMED = sqlite_dialect(paramstyle="named")
-
-
-def _plain(statement: sa.ClauseElement, *, columns: list[str] | None = None) -> str:
-    return str(statement.compile(dialect=_NAMED, column_keys=columns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +136,13 @@ async def append(sql: Transaction, entry: LogEntry) -> int:
     return seq
 
 
-_HEAD = _plain(sa.select(LOG_HEAD.c.size, LOG_HEAD.c.frontier).where(LOG_HEAD.c.id == sa.literal_column("1")))
-_INSERT_DECISION = _plain(sa.insert(DECISIONS), columns=[c.name for c in DECISIONS.columns])
-_INSERT_RESULT = _plain(sa.insert(DECISION_RESULTS), columns=[c.name for c in DECISION_RESULTS.columns])
-_INSERT_NODE = _plain(sa.insert(LOG_NODES), columns=["level", "idx", "hash"])
-_MOVE_HEAD = _plain(
+_HEAD = plain_sql(
+    sa.select(LOG_HEAD.c.size, LOG_HEAD.c.frontier).where(LOG_HEAD.c.id == sa.literal_column("1"))
+)
+_INSERT_DECISION = plain_sql(sa.insert(DECISIONS), columns=[c.name for c in DECISIONS.columns])
+_INSERT_RESULT = plain_sql(sa.insert(DECISION_RESULTS), columns=[c.name for c in DECISION_RESULTS.columns])
+_INSERT_NODE = plain_sql(sa.insert(LOG_NODES), columns=["level", "idx", "hash"])
+_MOVE_HEAD = plain_sql(
     sa.update(LOG_HEAD)
     .where(LOG_HEAD.c.id == sa.literal_column("1"))
     .values(size=sa.bindparam("size"), frontier=sa.bindparam("frontier"))
@@ -163,7 +158,7 @@ def _count_of_refs(refs: int) -> str:
     """How many verifications since :since have one of :ref_0 … :ref_<refs - 1> (one a readable
     index key and kind: normally two)."""
     d = DECISIONS.c
-    return _plain(
+    return plain_sql(
         sa.select(sa.func.count().label("n")).where(
             d.identity_ref.in_([sa.bindparam(f"ref_{n}") for n in range(refs)]),
             d.decided_at >= sa.bindparam("since"),
@@ -172,14 +167,14 @@ def _count_of_refs(refs: int) -> str:
     )
 
 
-_COUNT_OF_SUBJECT = _plain(
+_COUNT_OF_SUBJECT = plain_sql(
     sa.select(sa.func.count().label("n")).where(
         DECISIONS.c.subject == sa.bindparam("subject"),
         DECISIONS.c.decided_at >= sa.bindparam("since"),
         _A_VERIFICATION,
     )
 )
-_RECORD_OF = _plain(
+_RECORD_OF = plain_sql(
     sa.select(DECISIONS.c.record).where(DECISIONS.c.decision_id == sa.bindparam("decision_id"))
 )
 

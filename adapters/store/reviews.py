@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from idgate.adapters.crypto import BlindIndexer, FieldCipher
 from idgate.domain import Clock, ReviewCaseClosed, records
@@ -27,7 +26,7 @@ from .database import Database
 from .decision_log import LogEntry, append
 from .identities import IdentityCodec
 from .keyring_check import VerifiedKeyring
-from .runner import Transaction
+from .runner import Transaction, plain_sql
 from .sql import bind_identity, checkpoint_wal
 from .tables import DECISIONS, REVIEW_CASES, as_utc
 
@@ -122,20 +121,13 @@ def _case(row: Any) -> ReviewCase:
     )
 
 
-_NAMED = sqlite_dialect(paramstyle="named")
-
-
-def _plain(statement: sa.ClauseElement) -> str:
-    return str(statement.compile(dialect=_NAMED))
-
-
 _c = REVIEW_CASES.c
 _WITH_RECORD = REVIEW_CASES.join(DECISIONS, DECISIONS.c.decision_id == _c.decision_id)
 _SUMMARY = (_c.decision_id, _c.state, _c.resolved_at, _c.resolved_by, DECISIONS.c.record)
-_CASE = _plain(
+_CASE = plain_sql(
     sa.select(*_SUMMARY).select_from(_WITH_RECORD).where(_c.decision_id == sa.bindparam("decision_id"))
 )
-_KEPT = _plain(
+_KEPT = plain_sql(
     sa.select(*REVIEW_CASES.c, DECISIONS.c.record)
     .select_from(_WITH_RECORD)
     .where(_c.decision_id == sa.bindparam("decision_id"))
@@ -148,10 +140,10 @@ _OPEN = (
     .where(_c.state == sa.bindparam("open"), _c.opened_at > sa.bindparam("after"))
     .order_by(_c.decision_id.desc())
 )
-_OPEN_NEWEST_FIRST = _plain(_OPEN) + _LIMIT
-_OPEN_NEWEST_FIRST_BEFORE = _plain(_OPEN.where(_c.decision_id < sa.bindparam("before"))) + _LIMIT
+_OPEN_NEWEST_FIRST = plain_sql(_OPEN) + _LIMIT
+_OPEN_NEWEST_FIRST_BEFORE = plain_sql(_OPEN.where(_c.decision_id < sa.bindparam("before"))) + _LIMIT
 _DUE = (
-    _plain(
+    plain_sql(
         sa.select(*_SUMMARY)
         .select_from(_WITH_RECORD)
         .where(_c.state == sa.bindparam("open"), _c.opened_at <= sa.bindparam("at"))
@@ -159,7 +151,7 @@ _DUE = (
     )
     + _LIMIT
 )
-_CLOSE = _plain(
+_CLOSE = plain_sql(
     sa.update(REVIEW_CASES)
     .where(_c.decision_id == sa.bindparam("decision_id"), _c.state == sa.bindparam("open"))
     .values(

@@ -40,7 +40,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import sqlalchemy as sa
 import structlog
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from idgate.adapters.telemetry import STORE_READ, STORE_WRITE
 
@@ -50,6 +52,15 @@ from .tables import naive_utc
 log = structlog.get_logger("idgate.store")
 T = TypeVar("T")
 Params = Mapping[str, object]
+
+
+_NAMED_PARAMETERS = sqlite_dialect(paramstyle="named")
+
+
+def plain_sql(statement: sa.ClauseElement, *, columns: list[str] | None = None) -> str:
+    """A Core statement as plain SQL with `:name` parameters, what every Transaction runs; compiled
+    once, at import, by the modules that hold their statements as constants."""
+    return str(statement.compile(dialect=_NAMED_PARAMETERS, column_keys=columns))
 
 
 class Transaction(Protocol):

@@ -15,7 +15,6 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -45,7 +44,7 @@ from .errors import ConstraintViolated, translated_errors
 from .identities import INDEXED, IdentityCodec
 from .keyring_check import VerifiedKeyring
 from .postgres import PostgresRunner, lock_key
-from .runner import Transaction
+from .runner import Transaction, plain_sql
 from .tables import (
     CONSUMED_CERTIFICATIONS,
     IDENTITIES,
@@ -434,24 +433,16 @@ async def _delete_identity(sql: Transaction, identity_id: str) -> None:
     await sql.execute(_DELETE_INDEX, {"identity_id": identity_id})
 
 
-def _plain(statement: sa.ClauseElement, *, columns: list[str] | None = None) -> str:
-    """A Core statement as plain SQL with `:name` parameters, compiled once at import."""
-    return str(statement.compile(dialect=_NAMED_PARAMETERS, column_keys=columns))
-
-
 def _insert(table: sa.Table, *, generated: tuple[str, ...] = ()) -> str:
     """INSERT of every column of `table` but those the database fills in itself."""
-    return _plain(sa.insert(table), columns=[c.name for c in table.columns if c.name not in generated])
-
-
-_NAMED_PARAMETERS = sqlite_dialect(paramstyle="named")
+    return plain_sql(sa.insert(table), columns=[c.name for c in table.columns if c.name not in generated])
 
 
 def _subjects_with(kind: str) -> str:
     # The kind is written into the statement, not bound: with `kind = ?`, SQLite cannot know at prepare
     # time whether the partial unique index on CI digests applies, and prepares the statement again on
     # every run to find out (measured: most of the lookup's cost).
-    return _plain(
+    return plain_sql(
         sa.select(IDENTITIES)
         .join(IDENTITY_INDEX, IDENTITY_INDEX.c.identity_id == IDENTITIES.c.id)
         .where(
@@ -465,7 +456,7 @@ def _subjects_with(kind: str) -> str:
 # The hot path's SQL, built with Core from the tables in tables.py and run by the driver (runner.py).
 _INSERT_PREPARED = _insert(PREPARED_REQUESTS, generated=("used_at",))  # set when it is used
 # One row whatever exists: whether the imp_uid was consumed, and the prepared request (or NULLs).
-_REQUEST_STATE = _plain(
+_REQUEST_STATE = plain_sql(
     sa.select(
         sa.select(sa.literal_column("1"))
         .where(CONSUMED_CERTIFICATIONS.c.imp_uid == sa.bindparam("imp_uid"))
@@ -479,23 +470,23 @@ _REQUEST_STATE = _plain(
     )
 )
 _INSERT_CONSUMED = _insert(CONSUMED_CERTIFICATIONS)
-_USE_PREPARED = _plain(
+_USE_PREPARED = plain_sql(
     sa.update(PREPARED_REQUESTS)
     .where(
         PREPARED_REQUESTS.c.merchant_uid == sa.bindparam("prepared"), PREPARED_REQUESTS.c.used_at.is_(None)
     )
     .values(used_at=sa.bindparam("at"))
 )
-_IDENTITY_OF = _plain(sa.select(IDENTITIES.c.id).where(IDENTITIES.c.subject == sa.bindparam("subject")))
-_IDENTITY = _plain(sa.select(IDENTITIES).where(IDENTITIES.c.subject == sa.bindparam("subject")))
+_IDENTITY_OF = plain_sql(sa.select(IDENTITIES.c.id).where(IDENTITIES.c.subject == sa.bindparam("subject")))
+_IDENTITY = plain_sql(sa.select(IDENTITIES).where(IDENTITIES.c.subject == sa.bindparam("subject")))
 _SUBJECTS_WITH = {kind: _subjects_with(kind) for kind in INDEXED}
 _INSERT_IDENTITY = _insert(IDENTITIES)
 _INSERT_INDEX = _insert(IDENTITY_INDEX)
 _INSERT_ACCESS = _insert(IDENTITY_ACCESS, generated=("id",))
-_DELETE_INDEX = _plain(
+_DELETE_INDEX = plain_sql(
     sa.delete(IDENTITY_INDEX).where(IDENTITY_INDEX.c.identity_id == sa.bindparam("identity_id"))
 )
-_DELETE_IDENTITY = _plain(sa.delete(IDENTITIES).where(IDENTITIES.c.id == sa.bindparam("identity_id")))
+_DELETE_IDENTITY = plain_sql(sa.delete(IDENTITIES).where(IDENTITIES.c.id == sa.bindparam("identity_id")))
 # Written out: SQLite and PostgreSQL spell an upsert with RETURNING alike, SQLAlchemy's two dialect
 # constructs would only hide that.
 _COUNT_REQUEST = (
